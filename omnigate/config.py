@@ -1,0 +1,279 @@
+"""The whole TOML configuration as pydantic models: defaults live here and nowhere else.
+
+Secrets stay out of the file when wanted: any string value may be written as
+``"${NAME}"`` and is replaced by the environment variable NAME at load time
+(an unset variable is a config error naming the field).
+
+Link sections are checked twice: here for the fields every link has, and by
+the carrier registry for the fields of its type (see `carriers.resolve`), so
+`omnigate check-config` reports both with their paths.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+class ConfigError(Exception):
+    """Every mistake in a config file, each as 'path: reason'."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def split_hostport(value: str) -> tuple[str, int]:
+    """'127.0.0.1:8080' or '[::1]:8080' -> (host, port); raises ValueError."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected host:port, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def _hostport(value: str) -> str:
+    split_hostport(value)
+    return value
+
+
+def _networks(values: list[str]) -> list[str]:
+    for v in values:
+        ipaddress.ip_network(v, strict=False)
+    return values
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NodeConfig(Section):
+    name: str = Field("node1", description="names this node in events and logs")
+    id: int = Field(0, ge=0, le=7, description="unique per node sharing a store; part of message ids")
+
+
+class QueueConfig(Section):
+    memory_limit: int = Field(
+        50_000, ge=100, description="queued messages held in memory; the rest wait in the store")
+
+
+class StoreConfig(Section):
+    url: str = "sqlite+aiosqlite:///var/omnigate.db"
+    commit_interval: float = Field(
+        0.002, ge=0, le=1, description="seconds a group commit waits to gather more writes")
+    max_batch: int = Field(2000, ge=1, description="most writes in one group commit")
+
+
+class HttpConfig(Section):
+    listen: str = "127.0.0.1:8080"
+    allow: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+                             description="client networks allowed to use the API")
+    max_body: int = Field(1 << 20, ge=1024, description="bytes; larger requests get 413")
+    max_recipients: int = Field(1000, ge=1)
+
+    _listen = field_validator("listen")(_hostport)
+    _allow = field_validator("allow")(_networks)
+
+
+class NumbersConfig(Section):
+    default_region: str = Field("SE", min_length=2, max_length=2)
+    mobile_only: bool = Field(True, description="refuse numbers that are not mobile")
+
+    @field_validator("default_region")
+    @classmethod
+    def _upper(cls, v: str) -> str:
+        return v.upper()
+
+
+class MessagesConfig(Section):
+    max_parts: int = Field(10, ge=1, le=255, description="longer texts are rejected")
+    transliterate: bool = Field(
+        False, description="turn characters GSM lacks into plain letters instead of UCS-2")
+    validity: float = Field(7 * 86400, gt=0, description="seconds before an unsent message expires")
+    report: bool = Field(True, description="ask carriers for delivery reports")
+
+
+class RetryConfig(Section):
+    initial: float = Field(5.0, gt=0, description="first retry delay, seconds")
+    maximum: float = Field(600.0, gt=0, description="retry delay cap, seconds")
+    factor: float = Field(2.0, ge=1)
+    jitter: float = Field(0.2, ge=0, le=1, description="+- this fraction of the delay")
+    max_attempts: int = Field(10, ge=1, description="temporary failures before 'failed'")
+
+
+class LinkEntry(BaseModel):
+    """A [[links]] entry as far as config.py knows it; its type checks the rest."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    type: str
+
+
+class RouteMatch(Section):
+    prefix: list[str] = Field(default_factory=list,
+                              description="E.164 destination prefixes, with or without '+'")
+
+    @field_validator("prefix")
+    @classmethod
+    def _digits(cls, values: list[str]) -> list[str]:
+        out = []
+        for v in values:
+            d = v.lstrip("+")
+            if not d.isdigit():
+                raise ValueError(f"prefix {v!r} is not digits")
+            out.append(d)
+        return out
+
+
+class RouteConfig(Section):
+    name: str | None = None
+    match: RouteMatch | None = None
+    tiers: list[list[str]] = Field(min_length=1)
+    fallback_after: int = Field(3, ge=1, description="failed attempts on a tier before the next")
+    weights: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("tiers")
+    @classmethod
+    def _nonempty(cls, tiers: list[list[str]]) -> list[list[str]]:
+        if any(not t for t in tiers):
+            raise ValueError("a tier needs at least one link")
+        return tiers
+
+
+class AccountConfig(Section):
+    name: str = Field(min_length=1)
+    role: Literal["user", "admin"] = "user"
+    password_hash: str | None = Field(None, description="from `omnigate hash-password`")
+    api_key_hash: list[str] = Field(default_factory=list, description="from `omnigate hash-password`")
+    allow: list[str] = Field(default_factory=list, description="client networks; empty = [http].allow")
+
+    _allow = field_validator("allow")(_networks)
+
+
+class SimulatorConfig(Section):
+    """An SMSC simulator started inside the daemon: for trying omnigate, not for traffic."""
+
+    type: Literal["smpp"] = "smpp"
+    listen: str = "127.0.0.1:2775"
+    system_id: str | None = None
+    password: str | None = None
+    dlr: bool = True
+    dlr_delay: float = Field(0.0, ge=0)
+
+    _listen = field_validator("listen")(_hostport)
+
+
+class TrafficLogConfig(Section):
+    path: str | None = Field("var/traffic.log", description="None switches the traffic log off")
+
+
+class Config(Section):
+    node: NodeConfig = Field(default_factory=NodeConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    queue: QueueConfig = Field(default_factory=QueueConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    numbers: NumbersConfig = Field(default_factory=NumbersConfig)
+    messages: MessagesConfig = Field(default_factory=MessagesConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    links: list[LinkEntry] = Field(default_factory=list)
+    routes: list[RouteConfig] = Field(default_factory=list)
+    accounts: list[AccountConfig] = Field(default_factory=list)
+    simulators: list[SimulatorConfig] = Field(default_factory=list)
+    traffic_log: TrafficLogConfig = Field(default_factory=TrafficLogConfig)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("links")
+    @classmethod
+    def _unique_links(cls, links: list[LinkEntry]) -> list[LinkEntry]:
+        seen: set[str] = set()
+        for link in links:
+            if link.name in seen:
+                raise ValueError(f"link name {link.name!r} is used twice")
+            seen.add(link.name)
+        return links
+
+    def route_problems(self) -> list[str]:
+        """Cross-checks pydantic cannot see field by field: routes name real links."""
+        names = {link.name for link in self.links}
+        problems = []
+        for i, route in enumerate(self.routes):
+            for t, tier in enumerate(route.tiers):
+                for name in tier:
+                    if name not in names:
+                        problems.append(f"routes[{i}].tiers[{t}]: no link named {name!r}")
+            for name in route.weights:
+                if not any(name in tier for tier in route.tiers):
+                    problems.append(f"routes[{i}].weights: {name!r} is in no tier of this route")
+        defaults = [i for i, r in enumerate(self.routes) if r.match is None]
+        if len(defaults) > 1:
+            problems.append(f"routes[{defaults[1]}]: a second default route (no match) is never used")
+        return problems
+
+
+def error_path(loc: tuple[Any, ...]) -> str:
+    """pydantic location -> 'links[0].hosts'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top)"
+
+
+def validation_problems(exc: ValidationError, prefix: str = "") -> list[str]:
+    problems = []
+    for err in exc.errors():
+        path = error_path(err["loc"])
+        if prefix:
+            path = prefix if path == "(top)" else f"{prefix}.{path}"
+        problems.append(f"{path}: {err['msg']}")
+    return problems
+
+
+def _expand_env(value: Any, path: str, problems: list[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand_env(v, f"{path}.{k}" if path else k, problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+    if isinstance(value, str) and (m := _ENV_REF.match(value)):
+        if m.group(1) not in os.environ:
+            problems.append(f"{path}: environment variable {m.group(1)} is not set")
+            return ""
+        return os.environ[m.group(1)]
+    return value
+
+
+def parse(data: dict[str, Any]) -> Config:
+    """Validate a parsed TOML document; raises ConfigError listing every problem."""
+    problems: list[str] = []
+    data = _expand_env(data, "", problems)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(problems + validation_problems(exc)) from None
+    problems += config.route_problems()
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a TOML config file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    return parse(data)

@@ -1,0 +1,439 @@
+"""Due messages -> router -> link -> recorded result; the links' events come back here.
+
+The dispatcher never polls the store on the hot path: a committed message is
+handed over in memory (`Queue.offer_new`), and the pump runs when something
+changes (a commit, a link answer, a link coming up, a retry falling due).
+Results are written through the group committer without waiting, so a
+status change costs a row in the next batch, not a round trip.
+
+The store keeps a message `queued` until a carrier has taken all of it
+(`sent`); `sending` is the in-memory state of a message in a link's window.
+After a crash, every `queued` message is sent again except the parts a
+carrier already took (their rows are in `parts`): the window of duplicates
+is the parts in flight at the crash, at most one window per link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from omnigate.carriers.base import Link, LinkState
+from omnigate.config import MessagesConfig, NumbersConfig, RetryConfig
+from omnigate.metrics import Metrics
+from omnigate.model import DeliveryReport, FailureKind, Inbound, Part, Status
+from omnigate.queue import Outbound, Queue
+from omnigate.routing.outbound import Router, Wait
+from omnigate.sms.numbers import NumberError, parse_sender
+from omnigate.sms.segment import segment
+from omnigate.store import Store
+from omnigate.trafficlog import TrafficLog
+
+log = logging.getLogger("omnigate.dispatcher")
+
+_SWEEP_EVERY = 5.0  # seconds between expiry sweeps of the in-memory queue
+_REFS_KEPT = 500_000  # carrier references remembered for fast DLR matching
+_PAGE = 5000  # messages read from the store per backlog page
+_RECHECK = 0.25  # seconds before a blocked route is tried again without an event
+_REPORT_RANK = {Status.DELIVERED: 0, Status.EXPIRED: 1, Status.UNDELIVERED: 2}
+_FAILURE_RANK = {FailureKind.THROTTLED: 0, FailureKind.TEMPORARY: 1, FailureKind.PERMANENT: 2}
+
+
+class Dispatcher:
+    """Owns the in-memory queue and every MT status change after the commit."""
+
+    def __init__(self, *, store: Store, router: Router, links: dict[str, Link], node: str,
+                 messages: MessagesConfig, numbers: NumbersConfig, retry: RetryConfig,
+                 metrics: Metrics, traffic: TrafficLog, memory_limit: int) -> None:
+        self.store = store
+        self.writer = store.writer
+        self.router = router
+        self.links = links
+        self.node = node
+        self.messages = messages
+        self.region = numbers.default_region
+        self.retry = retry
+        self.metrics = metrics
+        self.traffic = traffic
+        self.queue = Queue(memory_limit)
+        self.in_flight: dict[int, Outbound] = {}
+        self.depth = 0  # queued in the store for this node, memory or not
+        self._refs: dict[tuple[str, str], tuple[int, int, int]] = {}
+        self._awaiting: dict[int, list[int]] = {}  # id -> [reports missing, worst rank]
+        self._pump_handle: asyncio.Handle | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._recheck: asyncio.TimerHandle | None = None
+        self._refilling: asyncio.Task[None] | None = None
+        self._slow_reports: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self._sent_counters: dict[str, Any] = {}
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Read the store's queue (crash recovery) and begin pumping."""
+        self.depth = await self.store.count_queued(self.node)
+        self.metrics.watch_queue(lambda: self.depth)
+        if self.depth:
+            log.info("recovering %d queued messages from the store", self.depth)
+        await self._refill()
+        self._sweeper = asyncio.get_running_loop().call_later(_SWEEP_EVERY, self._sweep)
+        self.schedule_pump()
+
+    def close(self) -> None:
+        """Stop handing out parts; results still arriving are recorded."""
+        self._closing = True
+        for handle in (self._pump_handle, self._timer, self._sweeper, self._recheck):
+            if handle:
+                handle.cancel()
+        if self._refilling:
+            self._refilling.cancel()
+
+    async def drain_reports(self) -> None:
+        if self._slow_reports:
+            await asyncio.gather(*self._slow_reports, return_exceptions=True)
+
+    # -- intake -------------------------------------------------------------
+
+    def add(self, msgs: list[Outbound]) -> None:
+        """Messages just committed by `Gateway.submit`."""
+        now = time.time()
+        self.depth += len(msgs)
+        offer = self.queue.offer_new
+        for msg in msgs:
+            offer(msg, now)
+        self.schedule_pump()
+
+    # -- the pump -----------------------------------------------------------
+
+    def schedule_pump(self) -> None:
+        if self._pump_handle is None and not self._closing:
+            self._pump_handle = asyncio.get_running_loop().call_soon(self._pump)
+
+    def _pump(self) -> None:
+        self._pump_handle = None
+        now = time.time()
+        queue = self.queue
+        queue.release_due(now)
+        blocked: set[int] = set()
+        deferred: list[Outbound] = []
+        routes = len(self.router.routes)
+        while len(blocked) < routes:
+            msg = queue.pop()
+            if msg is None:
+                break
+            if msg.expires_at <= now:
+                self._expire(msg, now)
+                continue
+            route = msg.route
+            if id(route) in blocked:
+                deferred.append(msg)
+                continue
+            choice = self.router.choose(route, msg.tier_failures, msg.parts - len(msg.sent))
+            if isinstance(choice, Wait):
+                blocked.add(id(route))
+                deferred.append(msg)
+                continue
+            msg.tier = choice.tier
+            self._hand_over(msg, self.links[choice.link], now)
+        for msg in reversed(deferred):
+            queue.push_ready(msg, front=True)
+        if blocked and self._recheck is None and not self._closing:
+            # A link's room can return without an event (a throttle back-off ending).
+            self._recheck = asyncio.get_running_loop().call_later(_RECHECK, self._on_recheck)
+        self._arm_timer()
+        if queue.backlog and len(queue) < queue.memory_limit // 2:
+            self._start_refill()
+        if not self.in_flight and not queue.ready:
+            self.idle.set()
+
+    def _hand_over(self, msg: Outbound, link: Link, now: float) -> None:
+        seg = msg.segmented
+        if seg is None:
+            seg = msg.segmented = segment(msg.text, max_parts=255)
+        total = len(seg.parts)
+        msg.link = link.name
+        msg.failure = None
+        self.in_flight[msg.id] = msg
+        self.idle.clear()
+        recipient = msg.recipient[1:]
+        for seq, data in enumerate(seg.parts, 1):
+            if seq in msg.sent:
+                continue
+            msg.pending += 1
+            link.submit(Part(
+                message_id=msg.id, seq=seq, total=total, recipient=recipient,
+                sender=msg.sender, coding=seg.coding, data=data,
+                concat=(msg.concat_ref, total, seq) if total > 1 else None,
+                flash=msg.flash, report=msg.report, validity_until=msg.expires_at,
+                attempt=msg.attempts, link=link.name))
+
+    def _arm_timer(self) -> None:
+        when = self.queue.next_timer()
+        if when is None or self._closing:
+            return
+        if self._timer is not None:
+            if self._timer.when() <= when:
+                return
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, when - time.time())
+        self._timer = loop.call_at(loop.time() + delay, self._on_timer)
+
+    def _on_recheck(self) -> None:
+        self._recheck = None
+        self.schedule_pump()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.schedule_pump()
+
+    # -- backlog ------------------------------------------------------------
+
+    def _start_refill(self) -> None:
+        if self._refilling is None and not self._closing:
+            self._refilling = asyncio.create_task(self._refill_then_pump())
+
+    async def _refill_then_pump(self) -> None:
+        try:
+            await self._refill()
+        except Exception:
+            log.exception("reading queued messages from the store failed; retrying")
+            await asyncio.sleep(1.0)
+        finally:
+            self._refilling = None
+        self.schedule_pump()
+
+    async def _refill(self) -> None:
+        queue = self.queue
+        limit = min(_PAGE, max(queue.room(), 0))
+        if limit == 0:
+            return
+        skipped = queue.skipped
+        rows = await self.store.load_queued(self.node, queue.loaded_upto, limit)
+        sent = await self.store.sent_parts([r.id for r in rows]) if rows else {}
+        msgs = [m for m in (self._from_row(r, sent.get(r.id)) for r in rows) if m is not None]
+        last = rows[-1].id if rows else queue.loaded_upto
+        queue.loaded(msgs, last, len(rows) < limit, skipped, time.time())
+
+    def _from_row(self, row: Any, sent: set[int] | None) -> Outbound | None:
+        sender = None
+        if row.sender:
+            try:
+                sender = parse_sender(row.sender, self.region)
+            except NumberError as exc:
+                self._finish(row.id, Status.FAILED, None, f"sender: {exc.reason}")
+                return None
+        msg = Outbound(
+            id=row.id, recipient=row.recipient, text=row.text, sender=sender,
+            sender_text=row.sender, flash=row.flash, report=row.report, priority=row.priority,
+            not_before=row.not_before, expires_at=row.expires_at, parts=row.parts,
+            chars=row.chars, account=row.account, origin=row.origin,
+            committed_at=row.created_at, attempts=row.attempts, sent=sent)
+        msg.route = self.router.route_for(msg.recipient)
+        if msg.route is None:
+            self._finish(row.id, Status.FAILED, None, f"no route for {row.recipient}")
+            return None
+        return msg
+
+    # -- results from links (LinkEvents) -----------------------------------
+
+    def on_sent(self, part: Part, carrier_ref: str) -> None:
+        msg = self.in_flight.get(part.message_id)
+        now = time.time()
+        link = part.link or ""
+        self.writer.write("parts", {"message_id": part.message_id, "seq": part.seq, "link": link,
+                                    "carrier_ref": carrier_ref, "status": "sent",
+                                    "error": None, "updated_at": now})
+        if part.report:
+            refs = self._refs
+            refs[(link, carrier_ref)] = (part.message_id, part.seq, part.total)
+            if len(refs) > _REFS_KEPT:
+                del refs[next(iter(refs))]
+        counter = self._sent_counters.get(link)
+        if counter is None:
+            counter = self._sent_counters[link] = self.metrics.sent.labels(link)
+        counter.inc()
+        if msg is None:
+            return
+        msg.sent.add(part.seq)
+        msg.pending -= 1
+        if msg.pending == 0:
+            self._attempt_done(msg, now)
+
+    def on_failed(self, part: Part, kind: FailureKind, reason: str) -> None:
+        self.metrics.failed.labels(part.link or "", kind.value).inc()
+        msg = self.in_flight.get(part.message_id)
+        if msg is None:
+            return
+        if msg.failure is None or _FAILURE_RANK[kind] > _FAILURE_RANK[FailureKind(msg.failure[0])]:
+            msg.failure = (kind.value, reason)
+        msg.pending -= 1
+        if msg.pending == 0:
+            self._attempt_done(msg, time.time())
+
+    def _attempt_done(self, msg: Outbound, now: float) -> None:
+        del self.in_flight[msg.id]
+        if msg.failure is None:
+            msg.attempts += 1
+            self._record_sent(msg, now)
+        else:
+            kind, reason = FailureKind(msg.failure[0]), msg.failure[1]
+            if kind is FailureKind.THROTTLED:
+                self.queue.push_ready(msg, front=True)
+            elif kind is FailureKind.PERMANENT:
+                msg.attempts += 1
+                self._finish(msg.id, Status.FAILED, msg.link, reason, msg.attempts)
+            else:
+                msg.attempts += 1
+                self._retry_later(msg, reason, now)
+        self.schedule_pump()
+
+    def _record_sent(self, msg: Outbound, now: float) -> None:
+        self.depth -= 1
+        self.writer.write("message_state", {
+            "b_id": msg.id, "status": "sent", "attempts": msg.attempts, "link": msg.link,
+            "error": None, "not_before": msg.not_before, "updated_at": now})
+        self.writer.write("events", {"message_id": msg.id, "at": now, "status": "sent",
+                                     "node": self.node, "link": msg.link, "reason": None})
+        self.metrics.latency.observe(now - msg.committed_at)
+        self.traffic.write("OUT", msg.link or "", msg.account or msg.sender_text or msg.origin,
+                           msg.recipient, msg.chars, msg.parts)
+        if msg.report:
+            self._awaiting[msg.id] = [msg.parts, 0]
+
+    def _retry_later(self, msg: Outbound, reason: str, now: float) -> None:
+        if self._closing:
+            return  # still `queued` in the store; the next start sends it
+        if msg.attempts >= self.retry.max_attempts:
+            self._finish(msg.id, Status.FAILED, msg.link,
+                         f"{reason} (gave up after {msg.attempts} attempts)", msg.attempts)
+            return
+        link = self.links.get(msg.link or "")
+        # A failure counts against the tier only while its link was up (STYLE §3):
+        # a dropped connection says nothing about the next message.
+        if link is not None and link.state is LinkState.UP:
+            msg.tier_failures += 1
+        r = self.retry
+        delay = min(r.maximum, r.initial * r.factor ** (msg.attempts - 1))
+        delay *= 1 + random.uniform(-r.jitter, r.jitter)
+        msg.not_before = now + delay
+        self.writer.write("message_state", {
+            "b_id": msg.id, "status": "queued", "attempts": msg.attempts, "link": msg.link,
+            "error": reason, "not_before": msg.not_before, "updated_at": now})
+        self.writer.write("events", {"message_id": msg.id, "at": now, "status": "queued",
+                                     "node": self.node, "link": msg.link,
+                                     "reason": f"retry in {delay:.1f}s: {reason}"})
+        self.queue.push(msg, now)
+        self._arm_timer()
+
+    def _finish(self, id: int, status: Status, link: str | None, reason: str,
+                attempts: int | None = None) -> None:
+        """A final status for a message that will not be sent (any more)."""
+        now = time.time()
+        self.depth -= 1
+        self.writer.write("message_status" if attempts is None else "message_state", {
+            "b_id": id, "status": status.value, "error": reason, "updated_at": now,
+            **({} if attempts is None else
+               {"attempts": attempts, "link": link, "not_before": now})})
+        self.writer.write("events", {"message_id": id, "at": now, "status": status.value,
+                                     "node": self.node, "link": link, "reason": reason})
+        log.warning("message %d %s: %s", id, status.value, reason)
+
+    def _expire(self, msg: Outbound, now: float) -> None:
+        self._finish(msg.id, Status.EXPIRED, None,
+                     "validity passed before the message could be sent")
+
+    def _sweep(self) -> None:
+        now = time.time()
+        for msg in self.queue.take_expired(now):
+            self._expire(msg, now)
+        self._sweeper = asyncio.get_running_loop().call_later(_SWEEP_EVERY, self._sweep)
+
+    # -- delivery reports ---------------------------------------------------
+
+    def on_report(self, report: DeliveryReport) -> None:
+        self.metrics.delivered.labels(report.link, report.status.value).inc()
+        found = self._refs.pop((report.link, report.carrier_ref), None)
+        if found is None:
+            task = asyncio.create_task(self._report_from_store(report))
+            self._slow_reports.add(task)
+            task.add_done_callback(self._slow_reports.discard)
+            return
+        message_id, seq, _total = found
+        self._apply_report(message_id, seq, report, None)
+
+    def _apply_report(self, message_id: int, seq: int, report: DeliveryReport,
+                      others: list[str] | None) -> None:
+        now = time.time()
+        self.writer.write("part_status", {"b_message_id": message_id, "b_seq": seq,
+                                          "status": report.status.value,
+                                          "error": report.error, "updated_at": now})
+        waiting = self._awaiting.get(message_id)
+        if waiting is not None:
+            waiting[0] -= 1
+            waiting[1] = max(waiting[1], _REPORT_RANK.get(report.status, 2))
+            if waiting[0] > 0:
+                return
+            del self._awaiting[message_id]
+            status = next(s for s, r in _REPORT_RANK.items() if r == waiting[1])
+        elif others is not None:
+            if any(s == "sent" for s in others):
+                return
+            worst = max([_REPORT_RANK.get(Status(s), 2) for s in others]
+                        + [_REPORT_RANK.get(report.status, 2)])
+            status = next(s for s, r in _REPORT_RANK.items() if r == worst)
+        else:
+            return
+        self.writer.write("message_status", {"b_id": message_id, "status": status.value,
+                                             "error": report.error, "updated_at": now})
+        self.writer.write("events", {"message_id": message_id, "at": now,
+                                     "status": status.value, "node": self.node,
+                                     "link": report.link, "reason": report.error})
+
+    async def _report_from_store(self, report: DeliveryReport) -> None:
+        """A report for a part sent before a restart or long ago: look it up."""
+        found = await self.store.find_part(report.link, report.carrier_ref)
+        if found is None:
+            log.warning("report from %s for unknown carrier reference %s (%s)",
+                        report.link, report.carrier_ref, report.status.value)
+            return
+        message_id, seq, parts, _status = found
+        others: list[str] = []
+        if parts > 1:
+            statuses = await self.store.part_statuses(message_id)
+            others = statuses[:seq - 1] + statuses[seq:]
+            if len(statuses) < parts:
+                others.append("sent")  # a part still unanswered keeps the message open
+        self._apply_report(message_id, seq, report, others)
+
+    # -- MO and link state --------------------------------------------------
+
+    def on_mo(self, inbound: Inbound) -> None:
+        self.metrics.inbound.labels(inbound.link).inc()
+        ref, total, seq = inbound.concat or (None, None, None)
+        self.writer.write("inbound", {
+            "link": inbound.link, "sender": inbound.sender, "recipient": inbound.recipient,
+            "text": inbound.text, "coding": int(inbound.coding), "concat_ref": ref,
+            "concat_total": total, "concat_seq": seq,
+            "received_at": inbound.received_at.timestamp(), "node": self.node})
+        self.traffic.write("IN", inbound.link, inbound.sender, inbound.recipient,
+                           len(inbound.text), 1)
+        log.info("MO on %s from %s to %s stored (%d chars%s)", inbound.link, inbound.sender,
+                 inbound.recipient, len(inbound.text),
+                 f", part {seq}/{total}" if total else "")
+
+    def on_state(self, link: Link, state: LinkState) -> None:
+        self.metrics.link_up.labels(link.name).set(1 if state is LinkState.UP else 0)
+        self.schedule_pump()
+
+    def status_overlay(self) -> Callable[[int], str | None]:
+        """What the API shows for a message in a link's window: `sending`."""
+        return lambda id: Status.SENDING.value if id in self.in_flight else None

@@ -1,0 +1,132 @@
+"""Normalise and check a submission once, at the door: what every ingress shares.
+
+`prepare` turns a `SubmitRequest` into ready-to-store messages or raises one
+`SubmitError` naming the field; nothing is stored for a refused request.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from omnigate.config import MessagesConfig, NumbersConfig
+from omnigate.model import SubmitError, SubmitRequest
+from omnigate.queue import Outbound
+from omnigate.routing.outbound import Router
+from omnigate.sms.numbers import NumberError, normalise_msisdn, parse_sender
+from omnigate.sms.segment import TooLong, segment
+
+PRIORITY_RANGE = range(0, 10)  # 0 normal .. 9 most urgent
+# Message ids: milliseconds since 2025-01-01 << 13 | node (3 bits) << 10 | counter
+# (10 bits). They sort by time, are unique per node without a database round
+# trip, and stay below 2**53 for decades, so JavaScript clients read them exactly.
+_ID_EPOCH_MS = 1_735_689_600_000
+
+
+class IdGenerator:
+    def __init__(self, node_id: int) -> None:
+        self._node = node_id << 10
+        self._last_ms = 0
+        self._counter = 0
+        self._lock = threading.Lock()
+
+    def next(self) -> int:
+        with self._lock:
+            ms = int(time.time() * 1000) - _ID_EPOCH_MS
+            if ms <= self._last_ms:
+                ms = self._last_ms
+                self._counter += 1
+                if self._counter >= 1024:  # more than 1024 in one ms: borrow the next ms
+                    ms += 1
+                    self._counter = 0
+            else:
+                self._counter = 0
+            self._last_ms = ms
+            return (ms << 13) | self._node | self._counter
+
+
+@dataclass(slots=True)
+class Prepared:
+    messages: list[Outbound]
+    rows: dict[str, list[dict[str, Any]]]
+
+
+def client_keys(request: SubmitRequest, count: int) -> list[str]:
+    """Idempotency keys: one per recipient of a request with a client_ref."""
+    base = f"{request.account or ''}\x1f{request.client_ref}\x1f"
+    return [f"{base}{i}" for i in range(count)]
+
+
+def recipients(request: SubmitRequest, numbers: NumbersConfig) -> list[str]:
+    if not request.to:
+        raise SubmitError("to", "at least one recipient is needed")
+    out: list[str] = []
+    for raw in request.to:
+        try:
+            number = normalise_msisdn(raw, numbers.default_region, mobile_only=numbers.mobile_only)
+        except NumberError as exc:
+            raise SubmitError("to", exc.reason) from None
+        if number not in out:
+            out.append(number)
+    return out
+
+
+def prepare(request: SubmitRequest, *, numbers: NumbersConfig, messages: MessagesConfig,
+            router: Router, ids: IdGenerator, node: str) -> Prepared:
+    to = recipients(request, numbers)
+    if not request.text:
+        raise SubmitError("text", "the text is empty")
+    try:
+        seg = segment(request.text, max_parts=messages.max_parts,
+                      transliterate=messages.transliterate)
+    except TooLong as exc:
+        raise SubmitError("text", str(exc)) from None
+    sender = None
+    if request.sender:
+        try:
+            sender = parse_sender(request.sender, numbers.default_region)
+        except NumberError as exc:
+            raise SubmitError("from", exc.reason) from None
+    if request.priority not in PRIORITY_RANGE:
+        raise SubmitError("priority", f"must be {PRIORITY_RANGE.start}..{PRIORITY_RANGE.stop - 1}")
+    validity = messages.validity if request.validity is None else request.validity
+    if validity <= 0:
+        raise SubmitError("validity", "must be a positive number of seconds")
+    now = time.time()
+    not_before = now
+    if request.schedule_at is not None:
+        if request.schedule_at.tzinfo is None:
+            raise SubmitError("schedule_at", "needs a time zone (e.g. 2026-12-24T18:00:00+01:00)")
+        not_before = max(now, request.schedule_at.timestamp())
+    expires_at = not_before + validity
+
+    keys = client_keys(request, len(to)) if request.client_ref else [None] * len(to)
+    msgs: list[Outbound] = []
+    message_rows: list[dict[str, Any]] = []
+    event_rows: list[dict[str, Any]] = []
+    origin = request.origin.value
+    for number, key in zip(to, keys, strict=True):
+        route = router.route_for(number)
+        if route is None:
+            raise SubmitError("to", f"no route for {number}")
+        msg = Outbound(
+            id=ids.next(), recipient=number, text=seg.text, sender=sender,
+            sender_text=request.sender, flash=request.flash, report=request.report,
+            priority=request.priority, not_before=not_before, expires_at=expires_at,
+            parts=len(seg.parts), chars=seg.chars, account=request.account, origin=origin,
+            committed_at=now, segmented=seg)
+        msg.route = route
+        msgs.append(msg)
+        message_rows.append({
+            "id": msg.id, "client_key": key, "origin": origin, "account": request.account,
+            "sender": request.sender, "recipient": number, "text": seg.text,
+            "coding": int(seg.coding), "parts": msg.parts, "chars": seg.chars,
+            "flash": request.flash, "report": request.report, "priority": request.priority,
+            "status": "queued", "attempts": 0, "link": None, "error": None, "node": node,
+            "created_at": now, "updated_at": now, "not_before": not_before,
+            "expires_at": expires_at})
+        event_rows.append({"message_id": msg.id, "at": now, "status": "queued", "node": node,
+                           "link": None, "reason": f"from {origin}"})
+    return Prepared(msgs, {"messages": message_rows, "events": event_rows})

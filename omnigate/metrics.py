@@ -1,0 +1,42 @@
+"""Prometheus metrics of one gateway (own registry, so tests can run several)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# Accept-to-submit latency spans sub-millisecond (idle) to minutes (retries).
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+                    30, 60, 300)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.accepted = Counter("omnigate_messages_accepted", "Messages accepted, by origin",
+                                ["origin"], registry=r)
+        self.rejected = Counter("omnigate_messages_rejected", "Submissions refused, by origin",
+                                ["origin"], registry=r)
+        self.sent = Counter("omnigate_parts_sent", "Parts taken by a carrier, by link",
+                            ["link"], registry=r)
+        self.failed = Counter("omnigate_parts_failed", "Parts refused by a carrier, by link and kind",
+                              ["link", "kind"], registry=r)
+        self.delivered = Counter("omnigate_reports", "Delivery reports, by link and status",
+                                 ["link", "status"], registry=r)
+        self.inbound = Counter("omnigate_mo_received", "MO messages received, by link",
+                               ["link"], registry=r)
+        self.latency = Histogram("omnigate_accept_to_submit_seconds",
+                                 "From commit of a message to the carrier taking its last part",
+                                 buckets=_LATENCY_BUCKETS, registry=r)
+        self.queue_depth = Gauge("omnigate_queue_depth", "Messages queued in this node, not yet sent",
+                                 registry=r)
+        self.link_up = Gauge("omnigate_link_up", "1 while a link is up", ["link"], registry=r)
+
+    def watch_queue(self, depth: Callable[[], int]) -> None:
+        """Read the queue depth at scrape time instead of updating it per message."""
+        self.queue_depth.set_function(depth)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,1 @@
+"""Routing decisions: which link takes an MT message (outbound), and later where an MO goes."""

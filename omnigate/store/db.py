@@ -1,0 +1,201 @@
+"""Opening the store and reading from it; all writes go through `GroupCommitter`.
+
+SQLite runs in WAL mode with `synchronous=FULL`: a commit is on disk when it
+returns, and readers never block the writer. PostgreSQL (asyncpg) uses the
+same tables and statements.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from omnigate.store import schema
+from omnigate.store.writer import GroupCommitter
+
+log = logging.getLogger("omnigate.store")
+
+_MESSAGE_COLUMNS = (
+    schema.messages.c.id, schema.messages.c.recipient, schema.messages.c.sender,
+    schema.messages.c.text, schema.messages.c.status, schema.messages.c.parts,
+    schema.messages.c.origin, schema.messages.c.account, schema.messages.c.link,
+    schema.messages.c.error, schema.messages.c.attempts, schema.messages.c.created_at,
+    schema.messages.c.updated_at,
+)
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds -> ISO 8601 UTC with milliseconds, as the API shows times."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+
+
+def _set_sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def make_engine(url: str) -> AsyncEngine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url)
+        event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
+        return engine
+    return create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
+
+
+class Store:
+    """Engine, schema and the reads the gateway and the API need."""
+
+    def __init__(self, engine: AsyncEngine, writer: GroupCommitter) -> None:
+        self.engine = engine
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, url: str, *, commit_interval: float = 0.002,
+                   max_batch: int = 2000) -> Store:
+        engine = make_engine(url)
+        try:
+            await cls._migrate(engine)
+        except Exception:
+            await engine.dispose()
+            raise
+        writer = GroupCommitter(engine, interval=commit_interval, max_batch=max_batch)
+        await writer.start()
+        return cls(engine, writer)
+
+    @staticmethod
+    async def _migrate(engine: AsyncEngine) -> None:
+        async with engine.begin() as conn:
+            await conn.run_sync(schema.metadata.create_all)
+            row = (await conn.execute(
+                select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")
+            )).first()
+            if row is None:
+                await conn.execute(schema.meta.insert().values(
+                    key="schema_version", value=str(schema.SCHEMA_VERSION)))
+            elif int(row[0]) > schema.SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"store schema version {row[0]} is newer than this omnigate "
+                    f"({schema.SCHEMA_VERSION}); upgrade omnigate")
+
+    async def close(self) -> None:
+        await self.writer.stop()
+        await self.engine.dispose()
+
+    # -- reads for the API --------------------------------------------------
+
+    @staticmethod
+    def _message_dict(row: Any) -> dict[str, Any]:
+        return {
+            "id": row.id, "to": row.recipient, "from": row.sender, "text": row.text,
+            "status": row.status, "parts": row.parts, "origin": row.origin,
+            "account": row.account, "link": row.link, "error": row.error,
+            "attempts": row.attempts, "created_at": iso(row.created_at),
+            "updated_at": iso(row.updated_at),
+        }
+
+    async def get_message(self, id: int) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(
+                select(*_MESSAGE_COLUMNS).where(schema.messages.c.id == id))).first()
+            if row is None:
+                return None
+            ev = schema.events.c
+            events = (await conn.execute(
+                select(ev.at, ev.status, ev.link, ev.node, ev.reason)
+                .where(ev.message_id == id).order_by(ev.id))).all()
+            pc = schema.parts.c
+            parts = (await conn.execute(
+                select(pc.seq, pc.link, pc.carrier_ref, pc.status, pc.error)
+                .where(pc.message_id == id).order_by(pc.seq))).all()
+        out = self._message_dict(row)
+        out["events"] = [{"at": iso(e.at), "status": e.status, "link": e.link,
+                          "node": e.node, "reason": e.reason} for e in events]
+        out["part_refs"] = [{"seq": p.seq, "link": p.link, "carrier_ref": p.carrier_ref,
+                             "status": p.status, "error": p.error} for p in parts]
+        return out
+
+    async def list_messages(self, *, status: str | None = None, to: str | None = None,
+                            since: datetime | None = None, limit: int = 100
+                            ) -> list[dict[str, Any]]:
+        c = schema.messages.c
+        q = select(*_MESSAGE_COLUMNS).order_by(c.id.desc()).limit(limit)
+        if status:
+            q = q.where(c.status == status)
+        if to:
+            q = q.where(c.recipient == to)
+        if since:
+            q = q.where(c.created_at >= since.timestamp())
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q)).all()
+        return [self._message_dict(r) for r in rows]
+
+    # -- reads for the queue ------------------------------------------------
+
+    async def find_client_keys(self, keys: list[str]) -> list[Any]:
+        """Messages already stored under these idempotency keys, in key order."""
+        c = schema.messages.c
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(c.id, c.recipient, c.status, c.parts, c.client_key)
+                .where(c.client_key.in_(keys)))).all()
+        order = {k: i for i, k in enumerate(keys)}
+        return sorted(rows, key=lambda r: order[r.client_key])
+
+    async def load_queued(self, node: str, after_id: int, limit: int) -> list[Any]:
+        """Queued messages of this node in id order, for crash recovery and backlog."""
+        c = schema.messages.c
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(
+                select(schema.messages)
+                .where(c.node == node, c.status.in_(("queued", "sending")), c.id > after_id)
+                .order_by(c.id).limit(limit))).all())
+
+    async def count_queued(self, node: str) -> int:
+        c = schema.messages.c
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(
+                select(func.count()).select_from(schema.messages)
+                .where(c.node == node, c.status.in_(("queued", "sending"))))).scalar_one())
+
+    async def sent_parts(self, message_ids: list[int]) -> dict[int, set[int]]:
+        """Parts already taken by a carrier, so recovery resends only the rest."""
+        pc = schema.parts.c
+        out: dict[int, set[int]] = {}
+        async with self.engine.connect() as conn:
+            for i in range(0, len(message_ids), 500):
+                rows = (await conn.execute(
+                    select(pc.message_id, pc.seq)
+                    .where(pc.message_id.in_(message_ids[i:i + 500])))).all()
+                for r in rows:
+                    out.setdefault(r.message_id, set()).add(r.seq)
+        return out
+
+    async def find_part(self, link: str, carrier_ref: str) -> tuple[int, int, int, str] | None:
+        """(message_id, seq, parts of the message, message status) for a DLR."""
+        pc, mc = schema.parts.c, schema.messages.c
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(
+                select(pc.message_id, pc.seq, mc.parts, mc.status)
+                .join(schema.messages, mc.id == pc.message_id)
+                .where(pc.link == link, pc.carrier_ref == carrier_ref))).first()
+        return tuple(row) if row else None  # type: ignore[return-value]
+
+    async def part_statuses(self, message_id: int) -> list[str]:
+        pc = schema.parts.c
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(
+                select(pc.status).where(pc.message_id == message_id))).scalars())

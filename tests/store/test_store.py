@@ -1,0 +1,109 @@
+"""The store and its group committer against real SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
+
+from omnigate.store import Store, schema
+
+
+def message_row(id: int, *, key: str | None = None, status: str = "queued",
+                node: str = "n1") -> dict[str, Any]:
+    now = time.time()
+    return {"id": id, "client_key": key, "origin": "http", "account": None, "sender": None,
+            "recipient": "+46701234567", "text": f"text {id}", "coding": 0, "parts": 1,
+            "chars": 6, "flash": False, "report": True, "priority": 0, "status": status,
+            "attempts": 0, "link": None, "error": None, "node": node, "created_at": now,
+            "updated_at": now, "not_before": now, "expires_at": now + 3600}
+
+
+async def count(store: Store, table: Any) -> int:
+    async with store.engine.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
+
+
+async def test_schema_is_created_and_versioned(store_url: str) -> None:
+    store = await Store.open(store_url)
+    try:
+        async with store.engine.connect() as conn:
+            version = (await conn.execute(
+                text("select value from omnigate_meta where key='schema_version'"))).scalar_one()
+        assert version == str(schema.SCHEMA_VERSION)
+    finally:
+        await store.close()
+    # Opening again keeps the data and the version.
+    store = await Store.open(store_url)
+    await store.close()
+
+
+async def test_concurrent_submits_share_commits(store_url: str) -> None:
+    store = await Store.open(store_url, commit_interval=0.005)
+    try:
+        futures = [store.writer.commit({"messages": [message_row(i)]}) for i in range(1, 201)]
+        await asyncio.gather(*futures)
+        assert await count(store, schema.messages) == 200
+        assert store.writer.commits < 200 / 4, "200 submits should need only a few commits"
+    finally:
+        await store.close()
+
+
+async def test_one_bad_group_fails_alone(store_url: str) -> None:
+    store = await Store.open(store_url, commit_interval=0.01)
+    try:
+        await store.writer.commit({"messages": [message_row(1, key="acct\x1fref\x1f0")]})
+        good = store.writer.commit({"messages": [message_row(2)]})
+        dup = store.writer.commit({"messages": [message_row(3, key="acct\x1fref\x1f0")]})
+        also_good = store.writer.commit({"messages": [message_row(4)]})
+        results = await asyncio.gather(good, dup, also_good, return_exceptions=True)
+        assert results[0] is None and results[2] is None
+        assert isinstance(results[1], IntegrityError)
+        assert await count(store, schema.messages) == 3
+    finally:
+        await store.close()
+
+
+async def test_background_writes_are_flushed_on_close(store_url: str) -> None:
+    store = await Store.open(store_url)
+    await store.writer.commit({"messages": [message_row(7)]})
+    store.writer.write("message_status", {"b_id": 7, "status": "failed", "error": "why",
+                                          "updated_at": time.time()})
+    store.writer.write("events", {"message_id": 7, "at": time.time(), "status": "failed",
+                                  "node": "n1", "link": None, "reason": "why"})
+    await store.close()
+    store = await Store.open(store_url)
+    try:
+        msg = await store.get_message(7)
+        assert msg is not None
+        assert msg["status"] == "failed" and msg["error"] == "why"
+        assert [e["status"] for e in msg["events"]] == ["failed"]
+    finally:
+        await store.close()
+
+
+async def test_queue_reads(store_url: str) -> None:
+    store = await Store.open(store_url)
+    try:
+        rows = [message_row(i) for i in range(1, 11)]
+        rows[2]["status"] = "sent"
+        rows[3]["node"] = "other"
+        await store.writer.commit({"messages": rows})
+        assert await store.count_queued("n1") == 8
+        page = await store.load_queued("n1", after_id=0, limit=5)
+        assert [r.id for r in page] == [1, 2, 5, 6, 7]
+        rest = await store.load_queued("n1", after_id=7, limit=5)
+        assert [r.id for r in rest] == [8, 9, 10]
+        await store.writer.commit({"parts": [
+            {"message_id": 5, "seq": 1, "link": "l", "carrier_ref": "abc", "status": "sent",
+             "error": None, "updated_at": time.time()}]})
+        assert await store.sent_parts([1, 5]) == {5: {1}}
+        assert await store.find_part("l", "abc") == (5, 1, 1, "queued")
+        assert await store.find_part("l", "nope") is None
+        listed = await store.list_messages(status="queued", limit=3)
+        assert [m["id"] for m in listed] == [10, 9, 8]
+    finally:
+        await store.close()
