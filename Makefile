@@ -24,6 +24,8 @@ lint: venv
 	$(PY) -m ruff check omnigate tests bench
 
 bench: venv
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } \
+	  || echo "wrk not installed: the load comes from a Python client (slower, it shares the CPU)"
 	$(PY) bench/throughput.py
 
 clean:

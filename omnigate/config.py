@@ -32,9 +32,9 @@ class ConfigError(Exception):
 
 
 def split_hostport(value: str) -> tuple[str, int]:
-    """'127.0.0.1:8080' or '[::1]:8080' -> (host, port); raises ValueError."""
+    """'127.0.0.1:8080' or '[::1]:8080' -> (host, port); port 0 = any free port."""
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ValueError(f"expected host:port, got {value!r}")
     return host.strip("[]"), int(port)
 

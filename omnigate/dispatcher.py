@@ -9,8 +9,9 @@ status change costs a row in the next batch, not a round trip.
 The store keeps a message `queued` until a carrier has taken all of it
 (`sent`); `sending` is the in-memory state of a message in a link's window.
 After a crash, every `queued` message is sent again except the parts a
-carrier already took (their rows are in `parts`): the window of duplicates
-is the parts in flight at the crash, at most one window per link.
+carrier already took (their rows are in `parts`). The window of duplicates is
+the parts in a link's window at the crash, plus those the carrier answered
+while their `parts` row waited for the next group commit (milliseconds).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class Dispatcher:
         self._sweeper: asyncio.TimerHandle | None = None
         self._recheck: asyncio.TimerHandle | None = None
         self._refilling: asyncio.Task[None] | None = None
+        self._refill_lock = asyncio.Lock()
         self._slow_reports: set[asyncio.Task[None]] = set()
         self._closing = False
         self._sent_counters: dict[str, Any] = {}
@@ -198,7 +200,7 @@ class Dispatcher:
     # -- backlog ------------------------------------------------------------
 
     def _start_refill(self) -> None:
-        if self._refilling is None and not self._closing:
+        if self._refilling is None and not self._closing and not self._refill_lock.locked():
             self._refilling = asyncio.create_task(self._refill_then_pump())
 
     async def _refill_then_pump(self) -> None:
@@ -212,13 +214,20 @@ class Dispatcher:
         self.schedule_pump()
 
     async def _refill(self) -> None:
+        # One page at a time: a second reader would load the same rows again.
+        async with self._refill_lock:
+            queue = self.queue
+            limit = min(_PAGE, max(queue.room(), 0))
+            if limit == 0 or not queue.backlog:
+                return
+            skipped = queue.skipped
+            rows = await self.store.load_queued(self.node, queue.loaded_upto, limit)
+            sent = await self.store.sent_parts([r.id for r in rows]) if rows else {}
+            self._load_page(rows, sent, limit, skipped)
+
+    def _load_page(self, rows: list[Any], sent: dict[int, set[int]], limit: int,
+                   skipped: int) -> None:
         queue = self.queue
-        limit = min(_PAGE, max(queue.room(), 0))
-        if limit == 0:
-            return
-        skipped = queue.skipped
-        rows = await self.store.load_queued(self.node, queue.loaded_upto, limit)
-        sent = await self.store.sent_parts([r.id for r in rows]) if rows else {}
         msgs = [m for m in (self._from_row(r, sent.get(r.id)) for r in rows) if m is not None]
         last = rows[-1].id if rows else queue.loaded_upto
         queue.loaded(msgs, last, len(rows) < limit, skipped, time.time())

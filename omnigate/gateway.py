@@ -19,20 +19,21 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy.exc import IntegrityError
 
 from omnigate import __version__, carriers
 from omnigate.api.http import build_app
 from omnigate.carriers.base import Link, LinkState
 from omnigate.config import Config, ConfigError, split_hostport
 from omnigate.dispatcher import Dispatcher
-from omnigate.intake import IdGenerator, client_keys, prepare
+from omnigate.ids import IdGenerator
+from omnigate.intake import client_keys, prepare
 from omnigate.metrics import Metrics
 from omnigate.model import Accepted, Status, SubmitError, SubmitRequest
 from omnigate.routing.outbound import Route, Router
 from omnigate.sim.smpp import SmscSimulator
 from omnigate.sms.numbers import NumberError, normalise_msisdn
 from omnigate.store import Store
+from omnigate.store.writer import ConstraintError
 from omnigate.trafficlog import TrafficLog
 
 log = logging.getLogger("omnigate")
@@ -194,7 +195,7 @@ class Gateway:
             raise
         try:
             await self.store.writer.commit(prepared.rows)
-        except IntegrityError:
+        except ConstraintError:
             if not request.client_ref:
                 raise
             # The same client_ref raced us in another request: answer as it was stored.

@@ -6,12 +6,12 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from omnigate.config import MessagesConfig, NumbersConfig
+from omnigate.ids import IdGenerator
 from omnigate.model import SubmitError, SubmitRequest
 from omnigate.queue import Outbound
 from omnigate.routing.outbound import Router
@@ -19,34 +19,6 @@ from omnigate.sms.numbers import NumberError, normalise_msisdn, parse_sender
 from omnigate.sms.segment import TooLong, segment
 
 PRIORITY_RANGE = range(0, 10)  # 0 normal .. 9 most urgent
-# Message ids: milliseconds since 2025-01-01 << 13 | node (3 bits) << 10 | counter
-# (10 bits). They sort by time, are unique per node without a database round
-# trip, and stay below 2**53 for decades, so JavaScript clients read them exactly.
-_ID_EPOCH_MS = 1_735_689_600_000
-
-
-class IdGenerator:
-    def __init__(self, node_id: int) -> None:
-        self._node = node_id << 10
-        self._last_ms = 0
-        self._counter = 0
-        self._lock = threading.Lock()
-
-    def next(self) -> int:
-        with self._lock:
-            ms = int(time.time() * 1000) - _ID_EPOCH_MS
-            if ms <= self._last_ms:
-                ms = self._last_ms
-                self._counter += 1
-                if self._counter >= 1024:  # more than 1024 in one ms: borrow the next ms
-                    ms += 1
-                    self._counter = 0
-            else:
-                self._counter = 0
-            self._last_ms = ms
-            return (ms << 13) | self._node | self._counter
-
-
 @dataclass(slots=True)
 class Prepared:
     messages: list[Outbound]

@@ -19,13 +19,24 @@ from typing import TextIO
 _FLUSH_EVERY = 1.0
 
 
+_stamp_second = -1
+_stamp = ""
+
+
+def _second(second: int) -> str:
+    """'2010-02-05; 09:24:21' in local time, formatted once per second, not per line."""
+    global _stamp_second, _stamp
+    if second != _stamp_second:
+        _stamp = time.strftime("%Y-%m-%d; %H:%M:%S", time.localtime(second))
+        _stamp_second = second
+    return _stamp
+
+
 def format_line(ts: float, direction: str, link: str, sender: str, recipient: str,
                 chars: int, parts: int) -> str:
-    local = time.localtime(ts)
-    ms = int((ts % 1) * 1000)
-    return (f"{time.strftime('%Y-%m-%d', local)}; {time.strftime('%H:%M:%S', local)}.{ms:03d};"
-            f"{direction};{link};{sender.replace(';', ',')};{recipient.lstrip('+')};"
-            f"{chars};{parts};\n")
+    second = int(ts)
+    return (f"{_second(second)}.{int((ts - second) * 1000):03d};{direction};{link};"
+            f"{sender.replace(';', ',')};{recipient.lstrip('+')};{chars};{parts};\n")
 
 
 class TrafficLog:

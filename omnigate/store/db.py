@@ -16,8 +16,9 @@ from sqlalchemy import event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from omnigate.ids import id_floor
 from omnigate.store import schema
-from omnigate.store.writer import GroupCommitter
+from omnigate.store.writer import GroupCommitter, SqliteBatches
 
 log = logging.getLogger("omnigate.store")
 
@@ -72,7 +73,11 @@ class Store:
         except Exception:
             await engine.dispose()
             raise
-        writer = GroupCommitter(engine, interval=commit_interval, max_batch=max_batch)
+        parsed = make_url(url)
+        sqlite = (SqliteBatches(parsed.database or ":memory:")
+                  if parsed.get_backend_name() == "sqlite" else None)
+        writer = GroupCommitter(engine, interval=commit_interval, max_batch=max_batch,
+                                sqlite=sqlite)
         await writer.start()
         return cls(engine, writer)
 
@@ -138,7 +143,8 @@ class Store:
         if to:
             q = q.where(c.recipient == to)
         if since:
-            q = q.where(c.created_at >= since.timestamp())
+            # Ids grow with time, so the primary key finds the start.
+            q = q.where(c.id >= id_floor(since.timestamp()), c.created_at >= since.timestamp())
         async with self.engine.connect() as conn:
             rows = (await conn.execute(q)).all()
         return [self._message_dict(r) for r in rows]

@@ -53,10 +53,13 @@ messages = Table(
     Column("updated_at", Float, nullable=False),
     Column("not_before", Float, nullable=False),  # schedule_at, or the next retry
     Column("expires_at", Float, nullable=False),
-    Index("ix_messages_queue", "node", "status", "id"),
-    Index("ix_messages_recipient", "recipient", "id"),
-    Index("ix_messages_created", "created_at"),
 )
+# Only queued messages are in the queue index, so a message leaves it once
+# when it is sent instead of moving inside it on every status change.
+_QUEUED = messages.c.status.in_(("queued", "sending"))
+Index("ix_messages_queue", messages.c.node, messages.c.id,
+      sqlite_where=_QUEUED, postgresql_where=_QUEUED)
+Index("ix_messages_recipient", messages.c.recipient, messages.c.id)
 
 parts = Table(
     "parts", metadata,

@@ -7,9 +7,9 @@ import time
 from typing import Any
 
 from sqlalchemy import func, select, text
-from sqlalchemy.exc import IntegrityError
 
 from omnigate.store import Store, schema
+from omnigate.store.writer import ConstraintError
 
 
 def message_row(id: int, *, key: str | None = None, status: str = "queued",
@@ -61,7 +61,7 @@ async def test_one_bad_group_fails_alone(store_url: str) -> None:
         also_good = store.writer.commit({"messages": [message_row(4)]})
         results = await asyncio.gather(good, dup, also_good, return_exceptions=True)
         assert results[0] is None and results[2] is None
-        assert isinstance(results[1], IntegrityError)
+        assert isinstance(results[1], ConstraintError)
         assert await count(store, schema.messages) == 3
     finally:
         await store.close()
