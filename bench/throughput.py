@@ -341,7 +341,7 @@ async def queued_memory_and_restart(args: argparse.Namespace) -> dict[str, Any]:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(timeout=30)
             procs.procs.remove(daemon)
-            await fill_store(store_url, args.restart_queued)
+            await asyncio.to_thread(fill_store, str(work / "omnigate.db"), args.restart_queued)
             procs.sim(smsc_port, control, dlr=False)
             async with aiohttp.ClientSession() as session:
                 await asyncio.sleep(0.5)
@@ -355,32 +355,25 @@ async def queued_memory_and_restart(args: argparse.Namespace) -> dict[str, Any]:
         return out
 
 
-async def fill_store(store_url: str, total: int) -> None:
-    """Top the store up to `total` queued messages by copying a queued row."""
-    from sqlalchemy import func, select
+def fill_store(db_path: str, total: int) -> None:
+    """Top the SQLite store up to `total` queued messages by copying a queued row (in SQL)."""
+    import sqlite3
 
-    from omnigate.store.db import make_engine
     from omnigate.store.schema import messages
 
-    engine = make_engine(store_url)
+    cols = [c.name for c in messages.columns]
+    copied = ", ".join("t.id + seq.n" if c == "id" else "NULL" if c == "client_key" else f"t.{c}"
+                       for c in cols)
+    conn = sqlite3.connect(db_path)
     try:
-        async with engine.begin() as conn:
-            have = int((await conn.execute(select(func.count()).select_from(messages))).scalar_one())
-            template = dict((await conn.execute(select(messages).limit(1))).mappings().one())
-            top = int((await conn.execute(select(func.max(messages.c.id)))).scalar_one())
-            rows = []
-            for i in range(total - have):
-                row = dict(template)
-                row["id"] = top + 1 + i
-                row["client_key"] = None
-                rows.append(row)
-                if len(rows) == 20000:
-                    await conn.execute(messages.insert(), rows)
-                    rows = []
-            if rows:
-                await conn.execute(messages.insert(), rows)
+        have = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+        conn.execute(
+            "WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < ?) "
+            f"INSERT INTO messages ({', '.join(cols)}) SELECT {copied} FROM seq, "
+            "(SELECT * FROM messages ORDER BY id DESC LIMIT 1) AS t", (total - have,))
+        conn.commit()
     finally:
-        await engine.dispose()
+        conn.close()
 
 
 def pg_reachable() -> bool:

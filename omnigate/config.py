@@ -66,6 +66,13 @@ class QueueConfig(Section):
 
 class StoreConfig(Section):
     url: str = "sqlite+aiosqlite:///var/omnigate.db"
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, v: str) -> str:
+        if not v.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB")
+        return v
     commit_interval: float = Field(
         0.002, ge=0, le=1, description="seconds a group commit waits to gather more writes")
     max_batch: int = Field(2000, ge=1, description="most writes in one group commit")

@@ -33,6 +33,7 @@ def test_every_mistake_is_reported_with_its_path() -> None:
         parse({
             "http": {"listen": "nowhere", "allow": ["300.1.1.1/8"]},
             "messages": {"max_parts": 0},
+            "store": {"url": "mysql://root@localhost/sms"},
             "links": [{"name": "a", "type": "smpp"}],
             "routes": [{"tiers": [["a", "ghost"]]}, {"tiers": [[]]}],
             "bogus": 1,
@@ -41,6 +42,7 @@ def test_every_mistake_is_reported_with_its_path() -> None:
     assert "http.listen" in text
     assert "http.allow" in text
     assert "messages.max_parts" in text
+    assert "store.url: Value error, use sqlite+aiosqlite:///PATH" in text
     assert "routes[1].tiers" in text
     assert "bogus" in text
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from omnigate.ids import id_floor
 from omnigate.store import schema
-from omnigate.store.writer import GroupCommitter, SqliteBatches
+from omnigate.store.writer import GroupCommitter, PostgresBatches, SqliteBatches
 
 log = logging.getLogger("omnigate.store")
 
@@ -74,10 +74,10 @@ class Store:
             await engine.dispose()
             raise
         parsed = make_url(url)
-        sqlite = (SqliteBatches(parsed.database or ":memory:")
-                  if parsed.get_backend_name() == "sqlite" else None)
-        writer = GroupCommitter(engine, interval=commit_interval, max_batch=max_batch,
-                                sqlite=sqlite)
+        batches = (SqliteBatches(parsed.database or ":memory:")
+                   if parsed.get_backend_name() == "sqlite"
+                   else await PostgresBatches.connect(parsed))
+        writer = GroupCommitter(batches, interval=commit_interval, max_batch=max_batch)
         await writer.start()
         return cls(engine, writer)
 

@@ -8,9 +8,11 @@ waiting (`write`), in order, in the next batch.
 A batch that fails is retried one group at a time, so one bad submission (a
 duplicate client_ref racing another) fails alone and the others still commit.
 
-Two ways to run a batch:
-* PostgreSQL: SQLAlchemy on asyncpg, natively asynchronous.
-* SQLite: the raw `sqlite3` connection, on the event loop thread. Running it in
+Statements are built with SQLAlchemy once and run on the driver's own
+connection, one `executemany` per kind of row: SQLAlchemy's per-row parameter
+handling cost more than the database did (py-spy under bench/throughput.py).
+* PostgreSQL: a dedicated asyncpg connection, natively asynchronous.
+* SQLite: a plain `sqlite3` connection, on the event loop thread. Running it in
   aiosqlite's thread was 7x slower under load (37 ms against 5 ms per batch of
   ~50 messages, bench/throughput.py): `sqlite3` releases the GIL around every
   row's `sqlite3_step`, so a busy loop thread makes the writer thread wait a
@@ -27,12 +29,12 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import bindparam, insert, update
+import asyncpg
+from sqlalchemy import URL, bindparam, insert, update
 from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 
 from omnigate.store import schema
 
@@ -67,34 +69,48 @@ class ConstraintError(Exception):
     """A write broke a constraint (a duplicate key): the group is refused, nothing else."""
 
 
+class _Compiled:
+    """SQL text and a row -> parameter tuple getter per statement and key set."""
+
+    def __init__(self, dialect: Any) -> None:
+        self._dialect = dialect
+        self._cache: dict[tuple[str, tuple[str, ...]], tuple[str, Callable[..., Any]]] = {}
+
+    def batches(self, groups: list[_Group]) -> list[tuple[str, list[tuple[Any, ...]]]]:
+        """(sql, parameter tuples) per statement kind, in the order of KINDS."""
+        out = []
+        for kind in KINDS:
+            rows = [row for g in groups for row in g.rows.get(kind, ())]
+            if rows:
+                sql, getter = self._sql(kind, tuple(rows[0]))
+                out.append((sql, [getter(r) for r in rows]))
+        return out
+
+    def _sql(self, kind: str, keys: tuple[str, ...]) -> tuple[str, Callable[..., Any]]:
+        found = self._cache.get((kind, keys))
+        if found is None:
+            compiled = _STATEMENTS[kind].compile(dialect=self._dialect, column_keys=list(keys))
+            names = compiled.positiontup or []
+            getter = itemgetter(*names) if len(names) > 1 else (lambda r: (r[names[0]],))
+            found = self._cache[(kind, keys)] = (compiled.string, getter)
+        return found
+
+
 class SqliteBatches:
-    """Runs batches through a plain `sqlite3` connection (see the module docstring)."""
+    """Batches through a plain `sqlite3` connection (see the module docstring)."""
 
     def __init__(self, path: str) -> None:
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=10000"):
             self._conn.execute(f"PRAGMA {pragma}")
-        self._dialect = sqlite_dialect.dialect(paramstyle="qmark")
-        self._compiled: dict[tuple[str, tuple[str, ...]], tuple[str, Callable[..., Any]]] = {}
+        self._compiled = _Compiled(sqlite_dialect.dialect(paramstyle="qmark"))
 
-    def _sql(self, kind: str, keys: tuple[str, ...]) -> tuple[str, Callable[..., Any]]:
-        found = self._compiled.get((kind, keys))
-        if found is None:
-            compiled = _STATEMENTS[kind].compile(dialect=self._dialect, column_keys=list(keys))
-            names = compiled.positiontup or []
-            getter = itemgetter(*names) if len(names) > 1 else (lambda r: (r[names[0]],))
-            found = self._compiled[(kind, keys)] = (compiled.string, getter)
-        return found
-
-    def run(self, groups: list[_Group]) -> None:
+    async def run(self, groups: list[_Group]) -> None:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for kind in KINDS:
-                rows = [row for g in groups for row in g.rows.get(kind, ())]
-                if rows:
-                    sql, getter = self._sql(kind, tuple(rows[0]))
-                    conn.executemany(sql, [getter(r) for r in rows])
+            for sql, params in self._compiled.batches(groups):
+                conn.executemany(sql, params)
             conn.execute("COMMIT")
         except sqlite3.IntegrityError as exc:
             conn.execute("ROLLBACK")
@@ -104,8 +120,37 @@ class SqliteBatches:
                 conn.execute("ROLLBACK")
             raise
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self._conn.close()
+
+
+class PostgresBatches:
+    """Batches through one asyncpg connection of the writer's own."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+        self._compiled = _Compiled(asyncpg_dialect.dialect())
+
+    @classmethod
+    async def connect(cls, url: URL) -> PostgresBatches:
+        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        return cls(await asyncpg.connect(dsn))
+
+    async def run(self, groups: list[_Group]) -> None:
+        try:
+            async with self._conn.transaction():
+                for sql, params in self._compiled.batches(groups):
+                    await self._conn.executemany(sql, params)
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise ConstraintError(str(exc)) from None
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+
+class Batches(Protocol):
+    async def run(self, groups: list[_Group]) -> None: ...
+    async def close(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -120,10 +165,8 @@ class _Group:
 class GroupCommitter:
     """The only writer of the store; see the module docstring."""
 
-    def __init__(self, engine: AsyncEngine, *, interval: float, max_batch: int,
-                 sqlite: SqliteBatches | None = None) -> None:
-        self._engine = engine
-        self._sqlite = sqlite
+    def __init__(self, batches: Batches, *, interval: float, max_batch: int) -> None:
+        self._batches = batches
         self._interval = interval
         self._max_batch = max_batch
         self._background = _Group()
@@ -163,8 +206,7 @@ class GroupCommitter:
         self._wake.set()
         if self._task:
             await self._task
-        if self._sqlite:
-            self._sqlite.close()
+        await self._batches.close()
 
     async def _run(self) -> None:
         while True:
@@ -205,17 +247,7 @@ class GroupCommitter:
         self.commits += 1
 
     async def _execute(self, groups: list[_Group]) -> None:
-        if self._sqlite:
-            self._sqlite.run(groups)
-            return
-        try:
-            async with self._engine.begin() as conn:
-                for kind, stmt in _STATEMENTS.items():
-                    rows = [row for g in groups for row in g.rows.get(kind, ())]
-                    if rows:
-                        await conn.execute(stmt, rows)
-        except IntegrityError as exc:
-            raise ConstraintError(str(exc.orig)) from None
+        await self._batches.run(groups)
 
     @staticmethod
     def _done(group: _Group) -> None:
