@@ -149,8 +149,9 @@ async def wait_sim(session: aiohttp.ClientSession, control: int, target: int,
                    timeout: float) -> float:
     start = time.monotonic()
     while time.monotonic() - start < timeout:
-        if await sim_count(session, control) >= target:
-            return time.monotonic()
+        with contextlib.suppress(aiohttp.ClientConnectionError):  # still starting
+            if await sim_count(session, control) >= target:
+                return time.monotonic()
         await asyncio.sleep(0.02)
     raise RuntimeError(f"SMSC got {await sim_count(session, control)} of {target} in {timeout}s")
 
@@ -394,6 +395,7 @@ async def main() -> None:
     p.add_argument("--restart-queued", type=int, default=1_000_000)
     p.add_argument("--runs", type=int, default=3, help="full-load runs per store; medians reported")
     p.add_argument("--quick", action="store_true", help="small numbers, for trying the bench")
+    p.add_argument("--only", choices=["throughput", "queue"], help="run one part only")
     args = p.parse_args()
     if args.quick:
         args.n, args.seconds, args.queued, args.restart_queued, args.runs = 2000, 3, 5000, 20000, 1
@@ -402,6 +404,8 @@ async def main() -> None:
         "cores": os.cpu_count(), "python": sys.version.split()[0]}, "args": vars(args),
         "stores": {}}
     stores = [("sqlite", None)] + ([("postgresql", PG_URL)] if pg_reachable() else [])
+    if args.only == "queue":
+        stores = []
     for kind, url in stores:
         runs = []
         for _ in range(args.runs):
@@ -411,10 +415,11 @@ async def main() -> None:
         median = {k: statistics.median(r[k] for r in runs) for k in keys}
         report["stores"][kind] = {"median": median, "runs": runs}
         print(f"{kind}: {json.dumps(median)}", flush=True)
-    report["queue"] = await queued_memory_and_restart(args)
-    print(f"queue: {json.dumps(report['queue'])}", flush=True)
+    if args.only != "throughput":
+        report["queue"] = await queued_memory_and_restart(args)
+        print(f"queue: {json.dumps(report['queue'])}", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{report['date']}-throughput.json"
+    out = RESULTS / f"{report['date']}-throughput{'-' + args.only if args.only else ''}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"written to {out.relative_to(ROOT)}")
 

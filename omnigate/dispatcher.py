@@ -20,6 +20,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -37,7 +38,7 @@ from omnigate.trafficlog import TrafficLog
 log = logging.getLogger("omnigate.dispatcher")
 
 _SWEEP_EVERY = 5.0  # seconds between expiry sweeps of the in-memory queue
-_REFS_KEPT = 500_000  # carrier references remembered for fast DLR matching
+_REFS_KEPT = 100_000  # carrier references remembered for DLR matching without a query
 _PAGE = 5000  # messages read from the store per backlog page
 _RECHECK = 0.25  # seconds before a blocked route is tried again without an event
 _REPORT_RANK = {Status.DELIVERED: 0, Status.EXPIRED: 1, Status.UNDELIVERED: 2}
@@ -63,8 +64,9 @@ class Dispatcher:
         self.queue = Queue(memory_limit)
         self.in_flight: dict[int, Outbound] = {}
         self.depth = 0  # queued in the store for this node, memory or not
-        self._refs: dict[tuple[str, str], tuple[int, int, int]] = {}
-        self._awaiting: dict[int, list[int]] = {}  # id -> [reports missing, worst rank]
+        self._refs: OrderedDict[tuple[str, str], tuple[int, int, int]] = OrderedDict()
+        # id -> [reports missing, worst rank]; bounded like _refs, the store answers the rest
+        self._awaiting: OrderedDict[int, list[int]] = OrderedDict()
         self._pump_handle: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._sweeper: asyncio.TimerHandle | None = None
@@ -265,7 +267,12 @@ class Dispatcher:
             refs = self._refs
             refs[(link, carrier_ref)] = (part.message_id, part.seq, part.total)
             if len(refs) > _REFS_KEPT:
-                del refs[next(iter(refs))]
+                refs.popitem(last=False)
+            # Counted from the first part taken: a report may overtake a later part.
+            if part.message_id not in self._awaiting:
+                self._awaiting[part.message_id] = [part.total, 0]
+                if len(self._awaiting) > _REFS_KEPT:
+                    self._awaiting.popitem(last=False)
         counter = self._sent_counters.get(link)
         if counter is None:
             counter = self._sent_counters[link] = self.metrics.sent.labels(link)
@@ -315,8 +322,6 @@ class Dispatcher:
         self.metrics.latency.observe(now - msg.committed_at)
         self.traffic.write("OUT", msg.link or "", msg.account or msg.sender_text or msg.origin,
                            msg.recipient, msg.chars, msg.parts)
-        if msg.report:
-            self._awaiting[msg.id] = [msg.parts, 0]
 
     def _retry_later(self, msg: Outbound, reason: str, now: float) -> None:
         if self._closing:
@@ -347,6 +352,7 @@ class Dispatcher:
                 attempts: int | None = None) -> None:
         """A final status for a message that will not be sent (any more)."""
         now = time.time()
+        self._awaiting.pop(id, None)
         self.depth -= 1
         self.writer.write("message_status" if attempts is None else "message_state", {
             "b_id": id, "status": status.value, "error": reason, "updated_at": now,

@@ -9,6 +9,7 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -283,3 +284,63 @@ async def test_links_health_and_metrics(
     assert 'omnigate_reports_total{link="smsc1",status="delivered"} 1.0' in text
     assert "omnigate_accept_to_submit_seconds_count 1.0" in text
     assert "omnigate_queue_depth 0.0" in text
+
+
+async def test_scheduled_message_waits_for_its_time(
+        store_url: str, smsc: SmscSimulator, gateway_factory: Callable[..., Any],
+        tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    gw = await gateway_factory(make_config(store_url, smsc.port, tmp_path))
+    base = f"http://127.0.0.1:{gw.http_port}"
+    at = datetime.now(UTC) + timedelta(seconds=1.0)
+    async with http.post(f"{base}/api/v1/messages", json={
+            "to": "0701234567", "text": "later", "schedule_at": at.isoformat()}) as resp:
+        assert resp.status == 202, await resp.text()
+        id = (await resp.json())["messages"][0]["id"]
+    await asyncio.sleep(0.5)
+    assert smsc.submit_count == 0
+    await smsc.wait_for(1, timeout=5)
+    assert time.time() >= at.timestamp()
+    assert (await wait_status(http, base, id, FINAL))["status"] == "delivered"
+
+
+async def test_higher_priority_goes_first(
+        store_url: str, gateway_factory: Callable[..., Any], tmp_path: Path,
+        http: aiohttp.ClientSession, unused_tcp_port: int) -> None:
+    gw = await gateway_factory(make_config(store_url, unused_tcp_port, tmp_path,
+                                           link={"window": 1, "queue": 0}))
+    base = f"http://127.0.0.1:{gw.http_port}"
+    for i in range(5):
+        async with http.post(f"{base}/api/v1/messages",
+                             json={"to": "0701234567", "text": f"normal {i}"}) as resp:
+            assert resp.status == 202
+    async with http.post(f"{base}/api/v1/messages",
+                         json={"to": "0701234567", "text": "URGENT", "priority": 9}) as resp:
+        assert resp.status == 202
+    sim = SmscSimulator(port=unused_tcp_port, system_id="omnigate", password="secret")
+    await sim.start()
+    try:
+        await sim.wait_for(6, timeout=10)
+        assert sim.submits[0].text == "URGENT"
+        assert [s.text for s in sim.submits][1:] == [f"normal {i}" for i in range(5)]
+    finally:
+        await sim.stop()
+
+
+async def test_falls_back_to_the_next_tier_when_the_first_is_down(
+        store_url: str, smsc: SmscSimulator, gateway_factory: Callable[..., Any],
+        tmp_path: Path, http: aiohttp.ClientSession, unused_tcp_port: int) -> None:
+    def link(name: str, port: int) -> dict[str, Any]:
+        return {"name": name, "type": "smpp", "hosts": [f"127.0.0.1:{port}"],
+                "system_id": "omnigate", "password": "secret"}
+
+    config = make_config(store_url, smsc.port, tmp_path,
+                         links=[link("smsc1", unused_tcp_port), link("backup", smsc.port)],
+                         routes=[{"tiers": [["smsc1"], ["backup"]]}])
+    gw = await gateway_factory(config)
+    base = f"http://127.0.0.1:{gw.http_port}"
+    async with http.get(f"{base}/send", params={"numbers": "0701234567", "text": "via backup"}) as resp:
+        id = int((await resp.text()).split()[1])
+    msg = await wait_status(http, base, id, FINAL)
+    assert msg["status"] == "delivered"
+    assert msg["link"] == "backup"
+    assert [s.text for s in smsc.submits] == ["via backup"]
