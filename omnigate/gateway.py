@@ -33,7 +33,7 @@ from omnigate.routing.outbound import Route, Router
 from omnigate.sim.smpp import SmscSimulator
 from omnigate.sms.numbers import NumberError, normalise_msisdn
 from omnigate.store import Store
-from omnigate.store.writer import ConstraintError
+from omnigate.store.writer import ConstraintError, StoreUnavailable
 from omnigate.trafficlog import TrafficLog
 
 log = logging.getLogger("omnigate")
@@ -195,6 +195,9 @@ class Gateway:
             raise
         try:
             await self.store.writer.commit(prepared.rows)
+        except StoreUnavailable as exc:
+            raise SubmitError("store", f"{exc}; nothing was stored, try again",
+                              kind="unavailable") from None
         except ConstraintError:
             if not request.client_ref:
                 raise

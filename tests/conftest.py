@@ -13,16 +13,26 @@ from omnigate.config import Config
 from tests.support import PG_URL, REQUIRE_PG, reset_pg
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path}/omnigate.db"
+async def _empty_pg() -> str:
     if not PG_URL:
         if REQUIRE_PG:
             pytest.fail("OMNIGATE_TEST_REQUIRE_PG=1 but OMNIGATE_TEST_PG_URL is not set")
         pytest.skip("PostgreSQL: set OMNIGATE_TEST_PG_URL to run")
     await reset_pg(PG_URL)
     return PG_URL
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path}/omnigate.db"
+    return await _empty_pg()
+
+
+@pytest.fixture
+async def pg_url() -> str:
+    """An empty PostgreSQL store, for tests of what only a server can do."""
+    return await _empty_pg()
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -65,8 +66,15 @@ _STATEMENTS: dict[str, Any] = {
 KINDS = tuple(_STATEMENTS)
 
 
+_OUTAGE_PAUSE = 1.0  # seconds between tries while the store is unavailable
+
+
 class ConstraintError(Exception):
     """A write broke a constraint (a duplicate key): the group is refused, nothing else."""
+
+
+class StoreUnavailable(Exception):
+    """The store could not commit at all; nothing of the submission was stored."""
 
 
 class _Compiled:
@@ -127,22 +135,28 @@ class SqliteBatches:
 class PostgresBatches:
     """Batches through one asyncpg connection of the writer's own."""
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, dsn: str, conn: asyncpg.Connection) -> None:
+        self._dsn = dsn
         self._conn = conn
         self._compiled = _Compiled(asyncpg_dialect.dialect())
 
     @classmethod
     async def connect(cls, url: URL) -> PostgresBatches:
         dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        return cls(await asyncpg.connect(dsn))
+        return cls(dsn, await asyncpg.connect(dsn))
 
     async def run(self, groups: list[_Group]) -> None:
+        if self._conn.is_closed():  # lost in an earlier batch: the server may be back
+            self._conn = await asyncpg.connect(self._dsn, timeout=10)
         try:
             async with self._conn.transaction():
                 for sql, params in self._compiled.batches(groups):
                     await self._conn.executemany(sql, params)
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise ConstraintError(str(exc)) from None
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
+            self._conn.terminate()
+            raise
 
     async def close(self) -> None:
         await self._conn.close()
@@ -175,6 +189,7 @@ class GroupCommitter:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._down_since: float | None = None
         self.commits = 0
 
     async def start(self) -> None:
@@ -227,27 +242,54 @@ class GroupCommitter:
 
     async def _commit(self, groups: list[_Group]) -> None:
         try:
-            await self._execute(groups)
-        except Exception as exc:
+            await self._batches.run(groups)
+        except ConstraintError as exc:
             if len(groups) == 1:
                 self._fail(groups[0], exc)
                 return
             log.warning("group commit of %d groups failed (%s); retrying one by one",
                         len(groups), exc)
             for group in groups:
-                try:
-                    await self._execute([group])
-                except Exception as one_exc:
-                    self._fail(group, one_exc)
-                else:
-                    self._done(group)
+                await self._commit([group])
             return
+        except Exception as exc:
+            await self._outage(groups, exc)
+            return
+        if self._down_since is not None:
+            log.warning("store is back after %.1fs", time.monotonic() - self._down_since)
+            self._down_since = None
         for group in groups:
             self._done(group)
         self.commits += 1
 
-    async def _execute(self, groups: list[_Group]) -> None:
-        await self._batches.run(groups)
+    async def _outage(self, groups: list[_Group], exc: Exception) -> None:
+        """The store failed as a whole (unreachable, disk full): nothing of the batch is stored.
+
+        Submitters hear it at once and have not answered "accepted"; status writes
+        are kept, in order, ahead of newer ones and tried again after a pause, so a
+        carrier's answer is not lost while the store is away.
+        """
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            log.error("store unavailable: %s; status writes are kept and retried", exc)
+        unavailable = StoreUnavailable(f"the store is unavailable ({type(exc).__name__})")
+        kept = _Group()
+        for group in groups:
+            if group.future is not None:
+                if not group.future.done():
+                    group.future.set_exception(unavailable)
+            else:
+                for kind, rows in group.rows.items():
+                    kept.rows.setdefault(kind, []).extend(rows)
+        if self._closing:
+            self._fail(kept, exc)
+            return
+        for kind, rows in self._background.rows.items():
+            kept.rows.setdefault(kind, []).extend(rows)
+        self._background = kept
+        self._size += sum(len(r) for r in kept.rows.values())
+        self._wake.set()
+        await asyncio.sleep(_OUTAGE_PAUSE)
 
     @staticmethod
     def _done(group: _Group) -> None:
@@ -259,6 +301,7 @@ class GroupCommitter:
         if group.future:
             if not group.future.done():
                 group.future.set_exception(exc)
-        else:
+        elif group.rows:
             counts = {k: len(v) for k, v in group.rows.items()}
-            log.error("store write lost after commit failure: %s (%s)", counts, exc)
+            log.error("store writes dropped: %s (%s); their messages stay queued and are "
+                      "sent again after a restart", counts, exc)

@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select, text
 
 from omnigate.store import Store, schema
@@ -105,5 +106,40 @@ async def test_queue_reads(store_url: str) -> None:
         assert await store.find_part("l", "nope") is None
         listed = await store.list_messages(status="queued", limit=3)
         assert [m["id"] for m in listed] == [10, 9, 8]
+    finally:
+        await store.close()
+
+
+async def test_postgres_connection_loss_refuses_submits_and_keeps_status_writes(
+        pg_url: str) -> None:
+    """The writer's connection is killed server-side and the server stays unreachable for
+    a while (the writer is pointed at a closed port): submitters hear 'unavailable' (not
+    'accepted'), status writes wait and land once the writer has reconnected."""
+    import asyncpg
+
+    from omnigate.store.writer import StoreUnavailable
+
+    store = await Store.open(pg_url)
+    try:
+        await store.writer.commit({"messages": [message_row(1)]})
+        pid = store.writer._batches._conn.get_server_pid()
+        admin = await asyncpg.connect(pg_url.replace("postgresql+asyncpg", "postgresql"))
+        try:
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await admin.close()
+        batches = store.writer._batches
+        real_dsn, batches._dsn = batches._dsn, "postgresql://postgres@127.0.0.1:1/test"
+        await asyncio.sleep(0.1)  # the terminated connection notices it is closed
+        store.writer.write("message_status", {"b_id": 1, "status": "sent", "error": None,
+                                              "updated_at": time.time()})
+        with pytest.raises(StoreUnavailable):
+            await store.writer.commit({"messages": [message_row(2)]})
+        batches._dsn = real_dsn
+        await asyncio.wait_for(store.writer.commit({"messages": [message_row(3)]}), 10)
+        msg = await store.get_message(1)
+        assert msg is not None and msg["status"] == "sent"
+        assert await store.get_message(2) is None
+        assert await store.get_message(3) is not None
     finally:
         await store.close()
