@@ -22,14 +22,16 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from omnigate.carriers.base import Link, LinkState
 from omnigate.config import MessagesConfig, NumbersConfig, RetryConfig
+from omnigate.delivery.dlr_url import DlrEvent, DlrNotifier
 from omnigate.metrics import Metrics
 from omnigate.model import DeliveryReport, FailureKind, Inbound, Part, Status
 from omnigate.queue import Outbound, Queue
 from omnigate.routing.outbound import Router, Wait
+from omnigate.sms.coding import Coding
 from omnigate.sms.numbers import NumberError, parse_sender
 from omnigate.sms.segment import segment
 from omnigate.store import Store
@@ -45,12 +47,20 @@ _REPORT_RANK = {Status.DELIVERED: 0, Status.EXPIRED: 1, Status.UNDELIVERED: 2}
 _FAILURE_RANK = {FailureKind.THROTTLED: 0, FailureKind.TEMPORARY: 1, FailureKind.PERMANENT: 2}
 
 
+class _Callback(NamedTuple):
+    url: str
+    mask: int | None
+    recipient: str
+    sender: str | None
+
+
 class Dispatcher:
     """Owns the in-memory queue and every MT status change after the commit."""
 
     def __init__(self, *, store: Store, router: Router, links: dict[str, Link], node: str,
                  messages: MessagesConfig, numbers: NumbersConfig, retry: RetryConfig,
-                 metrics: Metrics, traffic: TrafficLog, memory_limit: int) -> None:
+                 metrics: Metrics, traffic: TrafficLog, memory_limit: int,
+                 dlr: DlrNotifier | None = None) -> None:
         self.store = store
         self.writer = store.writer
         self.router = router
@@ -61,12 +71,15 @@ class Dispatcher:
         self.retry = retry
         self.metrics = metrics
         self.traffic = traffic
+        self.dlr = dlr
         self.queue = Queue(memory_limit)
         self.in_flight: dict[int, Outbound] = {}
         self.depth = 0  # queued in the store for this node, memory or not
         self._refs: OrderedDict[tuple[str, str], tuple[int, int, int]] = OrderedDict()
         # id -> [reports missing, worst rank]; bounded like _refs, the store answers the rest
         self._awaiting: OrderedDict[int, list[int]] = OrderedDict()
+        # id -> what a Kannel client's final dlr-url callback needs, once the message is sent
+        self._callbacks: OrderedDict[int, _Callback] = OrderedDict()
         self._pump_handle: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._sweeper: asyncio.TimerHandle | None = None
@@ -160,8 +173,8 @@ class Dispatcher:
 
     def _hand_over(self, msg: Outbound, link: Link, now: float) -> None:
         seg = msg.segmented
-        if seg is None:
-            seg = msg.segmented = segment(msg.text, max_parts=255)
+        if seg is None:  # read back from the store: the stored coding decides
+            seg = msg.segmented = segment(msg.text, max_parts=255, ucs2=msg.ucs2)
         total = len(seg.parts)
         msg.link = link.name
         msg.failure = None
@@ -247,7 +260,9 @@ class Dispatcher:
             sender_text=row.sender, flash=row.flash, report=row.report, priority=row.priority,
             not_before=row.not_before, expires_at=row.expires_at, parts=row.parts,
             chars=row.chars, account=row.account, origin=row.origin,
-            committed_at=row.created_at, attempts=row.attempts, sent=sent)
+            committed_at=row.created_at, attempts=row.attempts, sent=sent,
+            ucs2=row.coding == Coding.UCS2,
+            dlr=(row.dlr_url, row.dlr_mask) if row.dlr_url else None)
         msg.route = self.router.route_for(msg.recipient)
         if msg.route is None:
             self._finish(row.id, Status.FAILED, None, f"no route for {row.recipient}")
@@ -306,7 +321,7 @@ class Dispatcher:
                 self.queue.push_ready(msg, front=True)
             elif kind is FailureKind.PERMANENT:
                 msg.attempts += 1
-                self._finish(msg.id, Status.FAILED, msg.link, reason, msg.attempts)
+                self._finish(msg.id, Status.FAILED, msg.link, reason, msg.attempts, msg)
             else:
                 msg.attempts += 1
                 self._retry_later(msg, reason, now)
@@ -322,13 +337,21 @@ class Dispatcher:
         self.metrics.latency.observe(now - msg.committed_at)
         self.traffic.write("OUT", msg.link or "", msg.account or msg.sender_text or msg.origin,
                            msg.recipient, msg.chars, msg.parts)
+        if msg.dlr:
+            url, mask = msg.dlr
+            callback = _Callback(url, mask, msg.recipient, msg.sender_text)
+            self._callback(msg.id, callback, DlrEvent.SMSC_ACK, msg.link, "ACK")
+            if mask and mask & (DlrEvent.DELIVERED | DlrEvent.UNDELIVERED):
+                self._callbacks[msg.id] = callback
+                if len(self._callbacks) > _REFS_KEPT:
+                    self._callbacks.popitem(last=False)
 
     def _retry_later(self, msg: Outbound, reason: str, now: float) -> None:
         if self._closing:
             return  # still `queued` in the store; the next start sends it
         if msg.attempts >= self.retry.max_attempts:
             self._finish(msg.id, Status.FAILED, msg.link,
-                         f"{reason} (gave up after {msg.attempts} attempts)", msg.attempts)
+                         f"{reason} (gave up after {msg.attempts} attempts)", msg.attempts, msg)
             return
         link = self.links.get(msg.link or "")
         # A failure counts against the tier only while its link was up (STYLE §3):
@@ -349,10 +372,14 @@ class Dispatcher:
         self._arm_timer()
 
     def _finish(self, id: int, status: Status, link: str | None, reason: str,
-                attempts: int | None = None) -> None:
+                attempts: int | None = None, msg: Outbound | None = None) -> None:
         """A final status for a message that will not be sent (any more)."""
         now = time.time()
         self._awaiting.pop(id, None)
+        self._callbacks.pop(id, None)
+        if msg is not None and msg.dlr:
+            self._callback(id, _Callback(msg.dlr[0], msg.dlr[1], msg.recipient, msg.sender_text),
+                           DlrEvent.SMSC_NACK, link, f"NACK/{reason}")
         self.depth -= 1
         self.writer.write("message_status" if attempts is None else "message_state", {
             "b_id": id, "status": status.value, "error": reason, "updated_at": now,
@@ -364,7 +391,7 @@ class Dispatcher:
 
     def _expire(self, msg: Outbound, now: float) -> None:
         self._finish(msg.id, Status.EXPIRED, None,
-                     "validity passed before the message could be sent")
+                     "validity passed before the message could be sent", msg=msg)
 
     def _sweep(self) -> None:
         now = time.time()
@@ -386,7 +413,7 @@ class Dispatcher:
         self._apply_report(message_id, seq, report, None)
 
     def _apply_report(self, message_id: int, seq: int, report: DeliveryReport,
-                      others: list[str] | None) -> None:
+                      others: list[str] | None, callback: _Callback | None = None) -> None:
         now = time.time()
         self.writer.write("part_status", {"b_message_id": message_id, "b_seq": seq,
                                           "status": report.status.value,
@@ -412,6 +439,11 @@ class Dispatcher:
         self.writer.write("events", {"message_id": message_id, "at": now,
                                      "status": status.value, "node": self.node,
                                      "link": report.link, "reason": report.error})
+        callback = self._callbacks.pop(message_id, None) or callback
+        if callback is not None:
+            event = DlrEvent.DELIVERED if status is Status.DELIVERED else DlrEvent.UNDELIVERED
+            self._callback(message_id, callback, event, report.link,
+                           report.error or status.value)
 
     async def _report_from_store(self, report: DeliveryReport) -> None:
         """A report for a part sent before a restart or long ago: look it up."""
@@ -420,14 +452,23 @@ class Dispatcher:
             log.warning("report from %s for unknown carrier reference %s (%s)",
                         report.link, report.carrier_ref, report.status.value)
             return
-        message_id, seq, parts, _status = found
+        message_id, seq, parts = found.message_id, found.seq, found.parts
         others: list[str] = []
         if parts > 1:
             statuses = await self.store.part_statuses(message_id)
             others = statuses[:seq - 1] + statuses[seq:]
             if len(statuses) < parts:
                 others.append("sent")  # a part still unanswered keeps the message open
-        self._apply_report(message_id, seq, report, others)
+        callback = (_Callback(found.dlr_url, found.dlr_mask, found.recipient, found.sender)
+                    if found.dlr_url else None)
+        self._apply_report(message_id, seq, report, others, callback)
+
+    def _callback(self, id: int, callback: _Callback, event: DlrEvent, link: str | None,
+                  answer: str) -> None:
+        if self.dlr is not None:
+            self.dlr.notify(callback.url, callback.mask, event, message_id=id, link=link,
+                            recipient=callback.recipient, sender=callback.sender,
+                            answer=answer)
 
     # -- MO and link state --------------------------------------------------
 

@@ -24,6 +24,7 @@ from omnigate import __version__, carriers
 from omnigate.api.http import build_app
 from omnigate.carriers.base import Link, LinkState
 from omnigate.config import Config, ConfigError, split_hostport
+from omnigate.delivery.dlr_url import DlrNotifier
 from omnigate.dispatcher import Dispatcher
 from omnigate.ids import IdGenerator
 from omnigate.intake import client_keys, prepare
@@ -91,6 +92,7 @@ class Gateway:
         self._link_specs = resolved
         self.store: Store | None = None
         self.dispatcher: Dispatcher | None = None
+        self.dlr: DlrNotifier | None = None
         self.router: Router | None = None
         self._runner: web.AppRunner | None = None
         self.http_port: int | None = None
@@ -115,11 +117,14 @@ class Gateway:
             await sim.start()
             log.info("SMSC simulator on %s:%d (replace with your carrier)", sim.host, sim.port)
         traffic = TrafficLog(cfg.traffic_log.path)
+        self.dlr = DlrNotifier()
+        await self.dlr.start()
         self.router = Router(build_routes(cfg), self.links)
         self.dispatcher = Dispatcher(
             store=self.store, router=self.router, links=self.links, node=self.node,
             messages=cfg.messages, numbers=cfg.numbers, retry=cfg.retry,
-            metrics=self.metrics, traffic=traffic, memory_limit=cfg.queue.memory_limit)
+            metrics=self.metrics, traffic=traffic, memory_limit=cfg.queue.memory_limit,
+            dlr=self.dlr)
         for cls, link_config in self._link_specs:
             self.links[link_config.name] = cls(link_config, self.dispatcher)
         for link in self.links.values():
@@ -167,6 +172,8 @@ class Gateway:
         if self.dispatcher:
             await self.dispatcher.drain_reports()
             self.dispatcher.traffic.close()
+        if self.dlr:
+            await self.dlr.stop()
         for sim in self.simulators:
             await sim.stop()
         if self.store:

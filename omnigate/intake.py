@@ -52,7 +52,7 @@ def prepare(request: SubmitRequest, *, numbers: NumbersConfig, messages: Message
         raise SubmitError("text", "the text is empty")
     try:
         seg = segment(request.text, max_parts=messages.max_parts,
-                      transliterate=messages.transliterate)
+                      transliterate=messages.transliterate, ucs2=request.ucs2)
     except TooLong as exc:
         raise SubmitError("text", str(exc)) from None
     sender = None
@@ -61,6 +61,8 @@ def prepare(request: SubmitRequest, *, numbers: NumbersConfig, messages: Message
             sender = parse_sender(request.sender, numbers.default_region)
         except NumberError as exc:
             raise SubmitError("from", exc.reason) from None
+    if request.dlr_url and not request.dlr_url.startswith(("http://", "https://")):
+        raise SubmitError("dlr-url", "must be an http:// or https:// URL")
     if request.priority not in PRIORITY_RANGE:
         raise SubmitError("priority", f"must be {PRIORITY_RANGE.start}..{PRIORITY_RANGE.stop - 1}")
     validity = messages.validity if request.validity is None else request.validity
@@ -88,7 +90,8 @@ def prepare(request: SubmitRequest, *, numbers: NumbersConfig, messages: Message
             sender_text=request.sender, flash=request.flash, report=request.report,
             priority=request.priority, not_before=not_before, expires_at=expires_at,
             parts=len(seg.parts), chars=seg.chars, account=request.account, origin=origin,
-            committed_at=now, segmented=seg)
+            committed_at=now, segmented=seg, ucs2=request.ucs2,
+            dlr=(request.dlr_url, request.dlr_mask) if request.dlr_url else None)
         msg.route = route
         msgs.append(msg)
         message_rows.append({
@@ -96,6 +99,7 @@ def prepare(request: SubmitRequest, *, numbers: NumbersConfig, messages: Message
             "sender": request.sender, "recipient": number, "text": seg.text,
             "coding": int(seg.coding), "parts": msg.parts, "chars": seg.chars,
             "flash": request.flash, "report": request.report, "priority": request.priority,
+            "dlr_url": request.dlr_url, "dlr_mask": request.dlr_mask,
             "status": "queued", "attempts": 0, "link": None, "error": None, "node": node,
             "created_at": now, "updated_at": now, "not_before": not_before,
             "expires_at": expires_at})

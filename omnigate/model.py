@@ -93,6 +93,9 @@ class SubmitRequest:
     schedule_at: datetime | None = None
     client_ref: str | None = None
     report: bool = True  # ask the carrier for a delivery report
+    ucs2: bool = False  # force UCS-2 even when the text fits GSM 03.38
+    dlr_url: str | None = None  # Kannel-style status callback (see delivery/dlr_url.py)
+    dlr_mask: int | None = None  # which events the callback wants (Kannel dlr-mask bits)
 
 
 @dataclass(slots=True, frozen=True)

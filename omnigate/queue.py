@@ -25,10 +25,10 @@ class Outbound:
     """One queued MT message as the dispatcher handles it (a cache of its row)."""
 
     __slots__ = (
-        "account", "attempts", "chars", "committed_at", "concat_ref", "expires_at", "failure",
+        "account", "attempts", "chars", "committed_at", "concat_ref", "dlr", "expires_at", "failure",
         "flash", "id", "link", "not_before", "origin", "parts", "pending", "priority",
         "recipient", "report", "route", "segmented", "sender", "sender_text", "sent", "text",
-        "tier", "tier_failures",
+        "tier", "tier_failures", "ucs2",
     )
 
     def __init__(self, *, id: int, recipient: str, text: str, sender: Address | None,
@@ -36,7 +36,8 @@ class Outbound:
                  not_before: float, expires_at: float, parts: int, chars: int,
                  account: str | None, origin: str, committed_at: float,
                  attempts: int = 0, segmented: Segmented | None = None,
-                 sent: set[int] | None = None) -> None:
+                 sent: set[int] | None = None, ucs2: bool = False,
+                 dlr: tuple[str, int | None] | None = None) -> None:
         self.id = id
         self.recipient = recipient
         self.text = text
@@ -55,6 +56,8 @@ class Outbound:
         self.attempts = attempts
         self.segmented = segmented
         self.sent: set[int] = sent or set()
+        self.ucs2 = ucs2
+        self.dlr = dlr  # (dlr-url, dlr-mask) of a Kannel client
         self.concat_ref = id & 0xFF
         self.tier_failures = 0
         self.route: Any = None

@@ -344,3 +344,42 @@ async def test_falls_back_to_the_next_tier_when_the_first_is_down(
     assert msg["status"] == "delivered"
     assert msg["link"] == "backup"
     assert [s.text for s in smsc.submits] == ["via backup"]
+
+
+async def test_kannel_dlr_url_and_ucs2_coding(
+        store_url: str, smsc: SmscSimulator, gateway_factory: Callable[..., Any],
+        tmp_path: Path, http: aiohttp.ClientSession, unused_tcp_port: int) -> None:
+    from aiohttp import web
+
+    calls: list[dict[str, str]] = []
+    got_final = asyncio.Event()
+
+    async def dlr(request: web.Request) -> web.Response:
+        calls.append(dict(request.query))
+        if request.query["type"] == "1":
+            got_final.set()
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/dlr", dlr)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
+    try:
+        gw = await gateway_factory(make_config(store_url, smsc.port, tmp_path))
+        base = f"http://127.0.0.1:{gw.http_port}"
+        url = f"http://127.0.0.1:{unused_tcp_port}/dlr?type=%d&id=%I&to=%p&link=%i"
+        async with http.get(f"{base}/cgi-bin/sendsms", params={
+                "to": "0701234567", "text": "Hi", "coding": "2", "dlr-mask": "9",
+                "dlr-url": url}) as resp:
+            assert resp.status == 202
+            assert await resp.text() == "0: Accepted for delivery"
+        await asyncio.wait_for(got_final.wait(), 10)
+    finally:
+        await runner.cleanup()
+    assert [c["type"] for c in calls] == ["8", "1"]
+    assert {c["to"] for c in calls} == {"+46701234567"}
+    assert {c["link"] for c in calls} == {"smsc1"}
+    msg = await wait_status(http, base, int(calls[0]["id"]), FINAL)
+    assert msg["status"] == "delivered"
+    assert smsc.submits[0].data_coding == 8 and smsc.submits[0].text == "Hi"

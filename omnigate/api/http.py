@@ -410,13 +410,13 @@ class _Api:
                     text = raw.decode(codec)
                 except UnicodeDecodeError:
                     raise SubmitError("text", f"not valid {charset or 'UTF-8'}") from None
-        # coding 0 = 7-bit, 1 = 8-bit, 2 = UCS-2: accepted; the core picks the
-        # coding from the text (see the reply to the lead about a model field).
-        _int_param(params, "coding", 0, 2)
+        # coding 0 = 7-bit, 1 = 8-bit, 2 = UCS-2. 8-bit data is not supported yet: the
+        # core then picks GSM 03.38 or UCS-2 from the text, as for 0.
+        coding = _int_param(params, "coding", 0, 2)
         mclass = _int_param(params, "mclass", 0, 3)
         validity = _int_param(params, "validity", 1, 10 * 365 * 24 * 60)  # minutes
         dlr_mask = _int_param(params, "dlr-mask", 0, 255)
-        # smsc (a link name) and dlr-url are accepted and ignored for now.
+        # smsc (a link name) is accepted and ignored for now.
         return SubmitRequest(
             to=to,
             text=text,
@@ -427,6 +427,9 @@ class _Api:
             validity=validity * 60.0 if validity is not None else None,
             # Kannel: a report is asked for when dlr-mask has 1 (delivered) or 2 (failed)
             report=True if dlr_mask is None else bool(dlr_mask & 3),
+            ucs2=coding == 2,
+            dlr_url=params.get("dlr-url") or None,
+            dlr_mask=dlr_mask,
         )
 
     # /api/v1: JSON -------------------------------------------------------------

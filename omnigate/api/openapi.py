@@ -79,12 +79,12 @@ _KANNEL_PARAMS = [
     _query("to", "recipients separated by spaces ('+' in a URL) or commas", required=True),
     _query("text", "the message, in `charset`", required=True),
     _query("charset", "charset of the text bytes (default UTF-8), e.g. ISO-8859-1"),
-    _query("coding", "0 = 7-bit, 1 = 8-bit, 2 = UCS-2", {"type": "integer", "enum": [0, 1, 2]}),
+    _query("coding", "0 = 7-bit, 1 = 8-bit (as 0), 2 = UCS-2", {"type": "integer", "enum": [0, 1, 2]}),
     _query("mclass", "message class; 0 = flash", {"type": "integer", "minimum": 0, "maximum": 3}),
     _query("validity", "minutes until the message expires", {"type": "integer", "minimum": 1}),
     _query("dlr-mask", "Kannel DLR mask; a report is asked for when bit 1 or 2 is set",
            {"type": "integer", "minimum": 0, "maximum": 255}),
-    _query("dlr-url", "accepted and ignored"),
+    _query("dlr-url", "GET when an event of dlr-mask happens; Kannel %-escapes (%d %A %i %I %p %P %q %T)"),
     _query("smsc", "accepted and ignored"),
 ]
 

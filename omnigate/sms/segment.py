@@ -66,11 +66,12 @@ def _ends(data: bytes, single: int, multi: int, unit: int) -> list[int]:
     return ends
 
 
-def _encoded(text: str, transliterate: bool) -> tuple[Coding, str, bytes]:
-    sent = gsm.transliterate(text) if transliterate else text
-    septets = gsm.encode_or_none(sent)
-    if septets is not None:
-        return Coding.GSM7, sent, septets
+def _encoded(text: str, transliterate: bool, ucs2: bool = False) -> tuple[Coding, str, bytes]:
+    if not ucs2:
+        sent = gsm.transliterate(text) if transliterate else text
+        septets = gsm.encode_or_none(sent)
+        if septets is not None:
+            return Coding.GSM7, sent, septets
     # surrogatepass: a lone surrogate from a sloppy client goes out as the unit it is.
     return Coding.UCS2, text, text.encode("utf-16-be", "surrogatepass")
 
@@ -81,15 +82,17 @@ def _ends_for(coding: Coding, data: bytes) -> list[int]:
     return _ends(data, 2 * UCS2_SINGLE, 2 * UCS2_MULTI, 2)
 
 
-def segment(text: str, *, max_parts: int, transliterate: bool = False) -> Segmented:
+def segment(text: str, *, max_parts: int, transliterate: bool = False,
+            ucs2: bool = False) -> Segmented:
     """Encode `text` as GSM7 if it (optionally transliterated) fits, else as UCS-2 of the
-    original, and split it into parts. Empty text gives one empty part.
+    original, and split it into parts. Empty text gives one empty part. `ucs2` forces
+    UCS-2 (a client asking for it, as Kannel's coding=2).
 
     Raises TooLong beyond `max_parts` (capped at 255, the most a UDH can count).
     """
     if max_parts < 1:
         raise ValueError(f"max_parts must be at least 1, got {max_parts}")
-    coding, sent, data = _encoded(text, transliterate)
+    coding, sent, data = _encoded(text, transliterate, ucs2)
     ends = _ends_for(coding, data)
     limit = min(max_parts, MAX_PARTS)
     if len(ends) > limit:

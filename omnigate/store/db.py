@@ -190,15 +190,16 @@ class Store:
                     out.setdefault(r.message_id, set()).add(r.seq)
         return out
 
-    async def find_part(self, link: str, carrier_ref: str) -> tuple[int, int, int, str] | None:
-        """(message_id, seq, parts of the message, message status) for a DLR."""
+    async def find_part(self, link: str, carrier_ref: str) -> Any | None:
+        """The part and what a DLR needs of its message (message_id, seq, parts, status,
+        recipient, sender, dlr_url, dlr_mask)."""
         pc, mc = schema.parts.c, schema.messages.c
         async with self.engine.connect() as conn:
-            row = (await conn.execute(
-                select(pc.message_id, pc.seq, mc.parts, mc.status)
+            return (await conn.execute(
+                select(pc.message_id, pc.seq, mc.parts, mc.status, mc.recipient, mc.sender,
+                       mc.dlr_url, mc.dlr_mask)
                 .join(schema.messages, mc.id == pc.message_id)
                 .where(pc.link == link, pc.carrier_ref == carrier_ref))).first()
-        return tuple(row) if row else None  # type: ignore[return-value]
 
     async def part_statuses(self, message_id: int) -> list[str]:
         pc = schema.parts.c

@@ -43,6 +43,8 @@ messages = Table(
     Column("chars", Integer, nullable=False),
     Column("flash", Boolean, nullable=False, default=False),
     Column("report", Boolean, nullable=False, default=True),
+    Column("dlr_url", Text),  # Kannel-style callback, with its dlr-mask
+    Column("dlr_mask", Integer),
     Column("priority", Integer, nullable=False, default=0),
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),

@@ -690,3 +690,13 @@ async def test_account_network_restriction(locked: Harness) -> None:
         assert await r.text() == ("ERROR forbidden: client address 127.0.0.1 is not allowed "
                                   "for account bob\n")
     assert locked.submit.requests == []
+
+
+async def test_kannel_coding_and_dlr_url_reach_the_submission(gw: Harness) -> None:
+    params = {"to": "0705123456", "text": "x", "coding": "2", "dlr-mask": "9",
+              "dlr-url": "http://app.example/dlr?type=%d&id=%I"}
+    async with gw.get("/cgi-bin/sendsms", params=params) as r:
+        assert r.status == 202, await r.text()
+    req = gw.submit.last
+    assert (req.ucs2, req.dlr_url, req.dlr_mask) == (
+        True, "http://app.example/dlr?type=%d&id=%I", 9)

@@ -241,3 +241,10 @@ def test_lone_surrogate_from_a_sloppy_client_is_sent_not_crashed_on():
     s = seg("a\ud800b")  # json.loads('"a\\ud800b"') produces this
     assert s.coding is Coding.UCS2
     assert s.parts == (b"\x00a\xd8\x00\x00b",)
+
+
+def test_forced_ucs2_for_a_gsm_text() -> None:
+    seg = segment("Hej", max_parts=1, ucs2=True)
+    assert seg.coding is Coding.UCS2
+    assert seg.parts == ("Hej".encode("utf-16-be"),)
+    assert len(segment("x" * 71, max_parts=2, ucs2=True).parts) == 2

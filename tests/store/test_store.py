@@ -18,7 +18,8 @@ def message_row(id: int, *, key: str | None = None, status: str = "queued",
     now = time.time()
     return {"id": id, "client_key": key, "origin": "http", "account": None, "sender": None,
             "recipient": "+46701234567", "text": f"text {id}", "coding": 0, "parts": 1,
-            "chars": 6, "flash": False, "report": True, "priority": 0, "status": status,
+            "chars": 6, "flash": False, "report": True, "dlr_url": None, "dlr_mask": None,
+            "priority": 0, "status": status,
             "attempts": 0, "link": None, "error": None, "node": node, "created_at": now,
             "updated_at": now, "not_before": now, "expires_at": now + 3600}
 
@@ -102,7 +103,9 @@ async def test_queue_reads(store_url: str) -> None:
             {"message_id": 5, "seq": 1, "link": "l", "carrier_ref": "abc", "status": "sent",
              "error": None, "updated_at": time.time()}]})
         assert await store.sent_parts([1, 5]) == {5: {1}}
-        assert await store.find_part("l", "abc") == (5, 1, 1, "queued")
+        found = await store.find_part("l", "abc")
+        assert found is not None
+        assert (found.message_id, found.seq, found.parts, found.status) == (5, 1, 1, "queued")
         assert await store.find_part("l", "nope") is None
         listed = await store.list_messages(status="queued", limit=3)
         assert [m["id"] for m in listed] == [10, 9, 8]
