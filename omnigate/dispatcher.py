@@ -22,13 +22,21 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 from omnigate.carriers.base import Link, LinkState
 from omnigate.config import MessagesConfig, NumbersConfig, RetryConfig
-from omnigate.delivery.dlr_url import DlrEvent, DlrNotifier
 from omnigate.metrics import Metrics
-from omnigate.model import DeliveryReport, FailureKind, Inbound, Part, Status
+from omnigate.model import (
+    DeliveryReport,
+    FailureKind,
+    Inbound,
+    MessageInfo,
+    Part,
+    Status,
+    StatusChange,
+    StatusListener,
+)
 from omnigate.queue import Outbound, Queue
 from omnigate.routing.outbound import Router, Wait
 from omnigate.sms.coding import Coding
@@ -47,11 +55,10 @@ _REPORT_RANK = {Status.DELIVERED: 0, Status.EXPIRED: 1, Status.UNDELIVERED: 2}
 _FAILURE_RANK = {FailureKind.THROTTLED: 0, FailureKind.TEMPORARY: 1, FailureKind.PERMANENT: 2}
 
 
-class _Callback(NamedTuple):
-    url: str
-    mask: int | None
-    recipient: str
-    sender: str | None
+def _info(msg: Outbound) -> MessageInfo:
+    url, mask = msg.dlr or (None, None)
+    return MessageInfo(msg.id, msg.recipient, msg.sender_text, msg.account, msg.origin,
+                       msg.text, url, mask)
 
 
 class Dispatcher:
@@ -60,7 +67,7 @@ class Dispatcher:
     def __init__(self, *, store: Store, router: Router, links: dict[str, Link], node: str,
                  messages: MessagesConfig, numbers: NumbersConfig, retry: RetryConfig,
                  metrics: Metrics, traffic: TrafficLog, memory_limit: int,
-                 dlr: DlrNotifier | None = None) -> None:
+                 listeners: list[StatusListener] | None = None) -> None:
         self.store = store
         self.writer = store.writer
         self.router = router
@@ -71,15 +78,15 @@ class Dispatcher:
         self.retry = retry
         self.metrics = metrics
         self.traffic = traffic
-        self.dlr = dlr
+        self.listeners = listeners or []
         self.queue = Queue(memory_limit)
         self.in_flight: dict[int, Outbound] = {}
         self.depth = 0  # queued in the store for this node, memory or not
         self._refs: OrderedDict[tuple[str, str], tuple[int, int, int]] = OrderedDict()
         # id -> [reports missing, worst rank]; bounded like _refs, the store answers the rest
         self._awaiting: OrderedDict[int, list[int]] = OrderedDict()
-        # id -> what a Kannel client's final dlr-url callback needs, once the message is sent
-        self._callbacks: OrderedDict[int, _Callback] = OrderedDict()
+        # id -> the message as listeners see it, from `sent` until its report (bounded)
+        self._sent_info: OrderedDict[int, MessageInfo] = OrderedDict()
         self._pump_handle: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._sweeper: asyncio.TimerHandle | None = None
@@ -337,14 +344,13 @@ class Dispatcher:
         self.metrics.latency.observe(now - msg.committed_at)
         self.traffic.write("OUT", msg.link or "", msg.account or msg.sender_text or msg.origin,
                            msg.recipient, msg.chars, msg.parts)
-        if msg.dlr:
-            url, mask = msg.dlr
-            callback = _Callback(url, mask, msg.recipient, msg.sender_text)
-            self._callback(msg.id, callback, DlrEvent.SMSC_ACK, msg.link, "ACK")
-            if mask and mask & (DlrEvent.DELIVERED | DlrEvent.UNDELIVERED):
-                self._callbacks[msg.id] = callback
-                if len(self._callbacks) > _REFS_KEPT:
-                    self._callbacks.popitem(last=False)
+        if self.listeners:
+            info = _info(msg)
+            self._tell(info, Status.SENT, msg.link, None, now)
+            if msg.report:
+                self._sent_info[msg.id] = info
+                if len(self._sent_info) > _REFS_KEPT:
+                    self._sent_info.popitem(last=False)
 
     def _retry_later(self, msg: Outbound, reason: str, now: float) -> None:
         if self._closing:
@@ -370,16 +376,17 @@ class Dispatcher:
                                      "reason": f"retry in {delay:.1f}s: {reason}"})
         self.queue.push(msg, now)
         self._arm_timer()
+        if self.listeners:
+            self._tell(_info(msg), Status.QUEUED, msg.link, f"retry in {delay:.1f}s: {reason}", now)
 
     def _finish(self, id: int, status: Status, link: str | None, reason: str,
                 attempts: int | None = None, msg: Outbound | None = None) -> None:
         """A final status for a message that will not be sent (any more)."""
         now = time.time()
         self._awaiting.pop(id, None)
-        self._callbacks.pop(id, None)
-        if msg is not None and msg.dlr:
-            self._callback(id, _Callback(msg.dlr[0], msg.dlr[1], msg.recipient, msg.sender_text),
-                           DlrEvent.SMSC_NACK, link, f"NACK/{reason}")
+        info = self._sent_info.pop(id, None)
+        if msg is not None and self.listeners:
+            self._tell(info or _info(msg), status, link, reason, now)
         self.depth -= 1
         self.writer.write("message_status" if attempts is None else "message_state", {
             "b_id": id, "status": status.value, "error": reason, "updated_at": now,
@@ -413,7 +420,7 @@ class Dispatcher:
         self._apply_report(message_id, seq, report, None)
 
     def _apply_report(self, message_id: int, seq: int, report: DeliveryReport,
-                      others: list[str] | None, callback: _Callback | None = None) -> None:
+                      others: list[str] | None, info: MessageInfo | None = None) -> None:
         now = time.time()
         self.writer.write("part_status", {"b_message_id": message_id, "b_seq": seq,
                                           "status": report.status.value,
@@ -439,11 +446,9 @@ class Dispatcher:
         self.writer.write("events", {"message_id": message_id, "at": now,
                                      "status": status.value, "node": self.node,
                                      "link": report.link, "reason": report.error})
-        callback = self._callbacks.pop(message_id, None) or callback
-        if callback is not None:
-            event = DlrEvent.DELIVERED if status is Status.DELIVERED else DlrEvent.UNDELIVERED
-            self._callback(message_id, callback, event, report.link,
-                           report.error or status.value)
+        info = self._sent_info.pop(message_id, None) or info
+        if info is not None:
+            self._tell(info, status, report.link, report.error, now)
 
     async def _report_from_store(self, report: DeliveryReport) -> None:
         """A report for a part sent before a restart or long ago: look it up."""
@@ -459,16 +464,18 @@ class Dispatcher:
             others = statuses[:seq - 1] + statuses[seq:]
             if len(statuses) < parts:
                 others.append("sent")  # a part still unanswered keeps the message open
-        callback = (_Callback(found.dlr_url, found.dlr_mask, found.recipient, found.sender)
-                    if found.dlr_url else None)
-        self._apply_report(message_id, seq, report, others, callback)
+        info = MessageInfo(message_id, found.recipient, found.sender, found.account,
+                           found.origin, found.text, found.dlr_url, found.dlr_mask)
+        self._apply_report(message_id, seq, report, others, info)
 
-    def _callback(self, id: int, callback: _Callback, event: DlrEvent, link: str | None,
-                  answer: str) -> None:
-        if self.dlr is not None:
-            self.dlr.notify(callback.url, callback.mask, event, message_id=id, link=link,
-                            recipient=callback.recipient, sender=callback.sender,
-                            answer=answer)
+    def _tell(self, info: MessageInfo, status: Status, link: str | None, reason: str | None,
+              at: float) -> None:
+        change = StatusChange(info, status, link, reason, at)
+        for listener in self.listeners:
+            try:
+                listener.on_status(change)
+            except Exception:
+                log.exception("status listener %r failed", listener)
 
     # -- MO and link state --------------------------------------------------
 

@@ -124,7 +124,7 @@ class Gateway:
             store=self.store, router=self.router, links=self.links, node=self.node,
             messages=cfg.messages, numbers=cfg.numbers, retry=cfg.retry,
             metrics=self.metrics, traffic=traffic, memory_limit=cfg.queue.memory_limit,
-            dlr=self.dlr)
+            listeners=[self.dlr])
         for cls, link_config in self._link_specs:
             self.links[link_config.name] = cls(link_config, self.dispatcher)
         for link in self.links.values():

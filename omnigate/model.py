@@ -140,6 +140,40 @@ class Part:
 
 
 @dataclass(slots=True, frozen=True)
+class MessageInfo:
+    """What listeners are told about the message whose status changed."""
+
+    id: int
+    recipient: str  # E.164 with '+'
+    sender: str | None
+    account: str | None
+    origin: str
+    text: str
+    dlr_url: str | None = None
+    dlr_mask: int | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class StatusChange:
+    """One status change of an MT message, after it is queued for the store."""
+
+    message: MessageInfo
+    status: Status
+    link: str | None
+    reason: str | None
+    at: float
+
+
+class StatusListener(Protocol):
+    """Told of every status change after `queued` (dlr-url callbacks, notices, traces).
+
+    Called on the loop, synchronously and cheaply: a listener queues its own work.
+    """
+
+    def on_status(self, change: StatusChange) -> None: ...
+
+
+@dataclass(slots=True, frozen=True)
 class Inbound:
     """A mobile-originated SMS (or one part of a long one) as a link received it."""
 

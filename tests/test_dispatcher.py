@@ -21,7 +21,15 @@ from omnigate.dispatcher import Dispatcher
 from omnigate.ids import IdGenerator
 from omnigate.intake import prepare
 from omnigate.metrics import Metrics
-from omnigate.model import DeliveryReport, FailureKind, Origin, Part, Status, SubmitRequest
+from omnigate.model import (
+    DeliveryReport,
+    FailureKind,
+    Origin,
+    Part,
+    Status,
+    StatusChange,
+    SubmitRequest,
+)
 from omnigate.routing.outbound import Route, Router
 from omnigate.store import Store
 from omnigate.trafficlog import TrafficLog
@@ -56,15 +64,27 @@ class ScriptedLink(Link):
         self.set_state(LinkState.STOPPED)
 
 
+class Recorder:
+    """A StatusListener that keeps what it is told."""
+
+    def __init__(self) -> None:
+        self.changes: list[StatusChange] = []
+
+    def on_status(self, change: StatusChange) -> None:
+        self.changes.append(change)
+
+
 class Rig:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.heard = Recorder()
         self.links: dict[str, Link] = {}
         self.router = Router([Route("default", (), (("l1",),))], self.links)
         self.dispatcher = Dispatcher(
             store=store, router=self.router, links=self.links, node="n1",
             messages=MessagesConfig(), numbers=NumbersConfig(), retry=RetryConfig(),
-            metrics=Metrics(), traffic=TrafficLog(None), memory_limit=1000)
+            metrics=Metrics(), traffic=TrafficLog(None), memory_limit=1000,
+            listeners=[self.heard])
         self.link = ScriptedLink(LinkConfig(name="l1", type="scripted"), self.dispatcher)
         self.links["l1"] = self.link
 
@@ -176,3 +196,22 @@ async def test_temporary_failure_resends_only_the_missing_part(store: Store) -> 
     assert [(p.seq, p.concat) for p in resent] == [(2, p2.concat)]
     rig.dispatcher.on_sent(resent[0], "r2b")
     assert (await rig.status(id))["status"] == "sent"
+
+
+async def test_listeners_hear_each_change_with_the_message(store: Store) -> None:
+    rig = Rig(store)
+    await rig.start()
+    id, (p1, p2) = await two_parts_handed_over(rig)
+    rig.dispatcher.on_sent(p1, "r1")
+    rig.dispatcher.on_sent(p2, "r2")
+    fresh = Rig(store)  # the reports arrive after a restart: the store supplies the message
+    await fresh.start()
+    fresh.dispatcher.on_report(report("r1"))
+    fresh.dispatcher.on_report(report("r2", Status.UNDELIVERED))
+    await fresh.dispatcher.drain_reports()
+    [sent] = rig.heard.changes
+    [final] = fresh.heard.changes
+    assert (sent.status, sent.link, sent.message.id) == (Status.SENT, "l1", id)
+    assert (final.status, final.message.id) == (Status.UNDELIVERED, id)
+    assert final.message.text == sent.message.text == "x" * 200
+    assert final.message.recipient == "+46701234567"

@@ -20,6 +20,8 @@ from urllib.parse import quote
 
 import aiohttp
 
+from omnigate.model import Status, StatusChange
+
 log = logging.getLogger("omnigate.delivery.dlr_url")
 
 _ATTEMPTS = 3
@@ -62,6 +64,24 @@ def expand(url: str, values: dict[str, str]) -> str:
     return "".join(out)
 
 
+_EVENTS = {
+    Status.SENT: DlrEvent.SMSC_ACK,
+    Status.FAILED: DlrEvent.SMSC_NACK,
+    Status.EXPIRED: DlrEvent.SMSC_NACK,
+    Status.DELIVERED: DlrEvent.DELIVERED,
+    Status.UNDELIVERED: DlrEvent.UNDELIVERED,
+}
+
+
+def _answer(change: StatusChange, event: DlrEvent) -> str:
+    """%A: Kannel puts the SMSC's answer here; ours is the status and its reason."""
+    if event is DlrEvent.SMSC_ACK:
+        return "ACK/"
+    if event is DlrEvent.SMSC_NACK:
+        return f"NACK/{change.reason or change.status.value}"
+    return change.reason or change.status.value
+
+
 class DlrNotifier:
     """Makes the callbacks from one worker task, never from the caller's path."""
 
@@ -74,19 +94,21 @@ class DlrNotifier:
         self._session = aiohttp.ClientSession(timeout=_TIMEOUT)
         self._task = asyncio.create_task(self._run(), name="dlr-url")
 
-    def notify(self, url: str | None, mask: int | None, event: DlrEvent, *, message_id: int,
-               link: str | None, recipient: str, sender: str | None, answer: str) -> None:
-        """Queue a callback if the client asked for this event."""
-        if not url or not mask or not mask & event:
+    def on_status(self, change: StatusChange) -> None:
+        """Queue a callback if the message's client asked for this event (StatusListener)."""
+        msg = change.message
+        event = _EVENTS.get(change.status)
+        if not msg.dlr_url or not msg.dlr_mask or event is None or not msg.dlr_mask & event:
             return
-        target = expand(url, {
-            "d": str(int(event)), "A": answer, "i": link or "", "I": str(message_id),
-            "p": recipient, "q": recipient.lstrip("+"), "P": sender or "",
-            "T": str(int(time.time()))})
+        answer = _answer(change, event)
+        target = expand(msg.dlr_url, {
+            "d": str(int(event)), "A": answer, "i": change.link or "", "I": str(msg.id),
+            "p": msg.recipient, "q": msg.recipient.lstrip("+"), "P": msg.sender or "",
+            "T": str(int(change.at))})
         try:
             self._queue.put_nowait((target, 0))
         except asyncio.QueueFull:
-            log.error("dlr-url queue full; callback for message %d dropped", message_id)
+            log.error("dlr-url queue full; callback for message %d dropped", msg.id)
 
     async def _run(self) -> None:
         assert self._session is not None

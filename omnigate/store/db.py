@@ -192,12 +192,12 @@ class Store:
 
     async def find_part(self, link: str, carrier_ref: str) -> Any | None:
         """The part and what a DLR needs of its message (message_id, seq, parts, status,
-        recipient, sender, dlr_url, dlr_mask)."""
+        and the message's recipient, sender, account, origin, text, dlr_url, dlr_mask)."""
         pc, mc = schema.parts.c, schema.messages.c
         async with self.engine.connect() as conn:
             return (await conn.execute(
                 select(pc.message_id, pc.seq, mc.parts, mc.status, mc.recipient, mc.sender,
-                       mc.dlr_url, mc.dlr_mask)
+                       mc.account, mc.origin, mc.text, mc.dlr_url, mc.dlr_mask)
                 .join(schema.messages, mc.id == pc.message_id)
                 .where(pc.link == link, pc.carrier_ref == carrier_ref))).first()
 
