@@ -93,7 +93,8 @@ class Dispatcher:
         self._recheck: asyncio.TimerHandle | None = None
         self._refilling: asyncio.Task[None] | None = None
         self._refill_lock = asyncio.Lock()
-        self._slow_reports: set[asyncio.Task[None]] = set()
+        self._slow: asyncio.Queue[DeliveryReport] = asyncio.Queue()
+        self._slow_worker: asyncio.Task[None] | None = None
         self._closing = False
         self._sent_counters: dict[str, Any] = {}
         self.idle = asyncio.Event()
@@ -120,9 +121,12 @@ class Dispatcher:
         if self._refilling:
             self._refilling.cancel()
 
-    async def drain_reports(self) -> None:
-        if self._slow_reports:
-            await asyncio.gather(*self._slow_reports, return_exceptions=True)
+    async def drain_reports(self, stop: bool = False) -> None:
+        """Wait until reports being matched through the store are done; `stop` ends the worker."""
+        await self._slow.join()
+        if stop and self._slow_worker:
+            self._slow_worker.cancel()
+            self._slow_worker = None
 
     # -- intake -------------------------------------------------------------
 
@@ -412,61 +416,70 @@ class Dispatcher:
         self.metrics.delivered.labels(report.link, report.status.value).inc()
         found = self._refs.pop((report.link, report.carrier_ref), None)
         if found is None:
-            task = asyncio.create_task(self._report_from_store(report))
-            self._slow_reports.add(task)
-            task.add_done_callback(self._slow_reports.discard)
+            self._slow.put_nowait(report)
+            if self._slow_worker is None:
+                self._slow_worker = asyncio.create_task(self._reports_from_store())
             return
         message_id, seq, _total = found
-        self._apply_report(message_id, seq, report, None)
+        self._apply_report(message_id, seq, report)
 
-    def _apply_report(self, message_id: int, seq: int, report: DeliveryReport,
-                      others: list[str] | None, info: MessageInfo | None = None) -> None:
+    def _apply_report(self, message_id: int, seq: int, report: DeliveryReport) -> None:
         now = time.time()
         self.writer.write("part_status", {"b_message_id": message_id, "b_seq": seq,
                                           "status": report.status.value,
                                           "error": report.error, "updated_at": now})
         waiting = self._awaiting.get(message_id)
-        if waiting is not None:
-            waiting[0] -= 1
-            waiting[1] = max(waiting[1], _REPORT_RANK.get(report.status, 2))
-            if waiting[0] > 0:
-                return
-            del self._awaiting[message_id]
-            status = next(s for s, r in _REPORT_RANK.items() if r == waiting[1])
-        elif others is not None:
-            if any(s == "sent" for s in others):
-                return
-            worst = max([_REPORT_RANK.get(Status(s), 2) for s in others]
-                        + [_REPORT_RANK.get(report.status, 2)])
-            status = next(s for s, r in _REPORT_RANK.items() if r == worst)
-        else:
+        if waiting is None:
+            return  # counted already, or the message failed meanwhile
+        waiting[0] -= 1
+        waiting[1] = max(waiting[1], _REPORT_RANK.get(report.status, 2))
+        if waiting[0] > 0:
             return
+        del self._awaiting[message_id]
+        status = next(s for s, r in _REPORT_RANK.items() if r == waiting[1])
         self.writer.write("message_status", {"b_id": message_id, "status": status.value,
                                              "error": report.error, "updated_at": now})
         self.writer.write("events", {"message_id": message_id, "at": now,
                                      "status": status.value, "node": self.node,
                                      "link": report.link, "reason": report.error})
-        info = self._sent_info.pop(message_id, None) or info
+        info = self._sent_info.pop(message_id, None)
         if info is not None:
             self._tell(info, status, report.link, report.error, now)
 
+    async def _reports_from_store(self) -> None:
+        """Reports for parts sent before a restart or long ago, one at a time, in order.
+
+        One at a time, because the first report of a message rebuilds its count of
+        reports still missing from the store, and the next must find that count
+        rather than read part statuses not yet committed.
+        """
+        while True:
+            report = await self._slow.get()
+            try:
+                await self._report_from_store(report)
+            except Exception:
+                log.exception("report from %s for %s could not be matched", report.link,
+                              report.carrier_ref)
+            finally:
+                self._slow.task_done()
+
     async def _report_from_store(self, report: DeliveryReport) -> None:
-        """A report for a part sent before a restart or long ago: look it up."""
         found = await self.store.find_part(report.link, report.carrier_ref)
         if found is None:
             log.warning("report from %s for unknown carrier reference %s (%s)",
                         report.link, report.carrier_ref, report.status.value)
             return
-        message_id, seq, parts = found.message_id, found.seq, found.parts
-        others: list[str] = []
-        if parts > 1:
+        message_id = found.message_id
+        if message_id not in self._awaiting and found.status == Status.SENT:
             statuses = await self.store.part_statuses(message_id)
-            others = statuses[:seq - 1] + statuses[seq:]
-            if len(statuses) < parts:
-                others.append("sent")  # a part still unanswered keeps the message open
-        info = MessageInfo(message_id, found.recipient, found.sender, found.account,
-                           found.origin, found.text, found.dlr_url, found.dlr_mask)
-        self._apply_report(message_id, seq, report, others, info)
+            missing = found.parts - len(statuses) + statuses.count("sent")
+            worst = max([_REPORT_RANK[Status(s)] for s in statuses if Status(s) in _REPORT_RANK],
+                        default=0)
+            self._awaiting[message_id] = [missing, worst]
+            self._sent_info[message_id] = MessageInfo(
+                message_id, found.recipient, found.sender, found.account, found.origin,
+                found.text, found.dlr_url, found.dlr_mask)
+        self._apply_report(message_id, found.seq, report)
 
     def _tell(self, info: MessageInfo, status: Status, link: str | None, reason: str | None,
               at: float) -> None:

@@ -170,7 +170,7 @@ class Gateway:
                                 link.name, grace, type(result).__name__)
                     link.terminate()
         if self.dispatcher:
-            await self.dispatcher.drain_reports()
+            await self.dispatcher.drain_reports(stop=True)
             self.dispatcher.traffic.close()
         if self.dlr:
             await self.dlr.stop()
