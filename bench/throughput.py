@@ -7,7 +7,8 @@ each store (SQLite, and PostgreSQL when reachable) it measures:
 * HTTP accepted/s and end-to-end messages/s reaching the SMSC at full load;
 * accept-to-submit latency p50/p99 (from the store: commit time -> `sent`
   event) at half the measured end-to-end rate, paced;
-* peak RSS of the daemon;
+* the daemon's CPU time per message at full load (steadier than the rates
+  when the machine is shared), and its peak RSS;
 and once (SQLite): RSS with 100,000 messages queued behind a dead link, and
 the time from starting the daemon to the first message reaching the SMSC with
 1,000,000 queued.
@@ -54,6 +55,12 @@ def free_port() -> int:
 
 def numbers(count: int, distinct: int) -> list[str]:
     return [f"070{1000000 + i % distinct:07d}" for i in range(count)]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kb(pid: int, field: str) -> int:
@@ -272,6 +279,7 @@ async def run_store(kind: str, store_url: str, args: argparse.Namespace) -> dict
                 await blast(session, base, numbers(500, args.distinct), args.concurrency)
                 await wait_sim(session, control, 500, 60)
                 done_before = await sim_count(session, control)
+                cpu_before = cpu_seconds(daemon.pid)
                 if shutil.which("wrk"):
                     start, http_end, sent, refused = await asyncio.to_thread(
                         wrk_blast, base, args.seconds, args.concurrency, args.distinct, work)
@@ -284,7 +292,10 @@ async def run_store(kind: str, store_url: str, args: argparse.Namespace) -> dict
                 accepted = sent - refused
                 smsc_end = await wait_sim(session, control, done_before + accepted, 300)
                 e2e = accepted / (smsc_end - start)
+                cpu = cpu_seconds(daemon.pid) - cpu_before
                 result.update({
+                    # CPU per message is steadier than rates on a shared machine
+                    "daemon_cpu_us_per_message": round(cpu / accepted * 1e6, 1),
                     "client": client, "messages": accepted, "concurrency": args.concurrency,
                     "refused": refused,
                     "http_accepted_per_s": round(accepted / (http_end - start)),

@@ -23,6 +23,7 @@ from omnigate.store.writer import GroupCommitter, PostgresBatches, SqliteBatches
 log = logging.getLogger("omnigate.store")
 
 _MESSAGE_COLUMNS = (
+    schema.messages.c.node,
     schema.messages.c.id, schema.messages.c.recipient, schema.messages.c.sender,
     schema.messages.c.text, schema.messages.c.status, schema.messages.c.parts,
     schema.messages.c.origin, schema.messages.c.account, schema.messages.c.link,
@@ -127,8 +128,11 @@ class Store:
                 select(pc.seq, pc.link, pc.carrier_ref, pc.status, pc.error)
                 .where(pc.message_id == id).order_by(pc.seq))).all()
         out = self._message_dict(row)
-        out["events"] = [{"at": iso(e.at), "status": e.status, "link": e.link,
-                          "node": e.node, "reason": e.reason} for e in events]
+        # The row itself records the first change: queued, when and where it came from.
+        out["events"] = [{"at": iso(row.created_at), "status": "queued", "link": None,
+                          "node": row.node, "reason": f"from {row.origin}"}]
+        out["events"] += [{"at": iso(e.at), "status": e.status, "link": e.link,
+                           "node": e.node, "reason": e.reason} for e in events]
         out["part_refs"] = [{"seq": p.seq, "link": p.link, "carrier_ref": p.carrier_ref,
                              "status": p.status, "error": p.error} for p in parts]
         return out
