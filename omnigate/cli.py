@@ -132,12 +132,10 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
-    from omnigate.sim import smpp
-
     _setup_logging("info")
     _install_uvloop()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(smpp.run(args))
+        asyncio.run(args.simulator(args))
     return 0
 
 
@@ -175,11 +173,13 @@ def parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("sim", help="run a protocol simulator")
     sim_sub = sim.add_subparsers(dest="protocol", required=True)
-    from omnigate.sim import smpp
+    from omnigate.sim import cimd2, smpp
 
-    sim_smpp = sim_sub.add_parser("smpp", help="SMPP 3.4 SMSC simulator")
-    smpp.add_arguments(sim_smpp)
-    sim_smpp.set_defaults(func=cmd_sim)
+    for name, module, title in (("smpp", smpp, "SMPP 3.4 SMSC simulator"),
+                                ("cimd2", cimd2, "Nokia CIMD 2.0 SMS Center simulator")):
+        sim_parser = sim_sub.add_parser(name, help=title)
+        module.add_arguments(sim_parser)
+        sim_parser.set_defaults(func=cmd_sim, simulator=module.run)
 
     hp = sub.add_parser("hash-password", help="hash a password or API key for the config")
     hp.add_argument("secret", nargs="?", help="read from the terminal when left out")

@@ -10,9 +10,10 @@ from omnigate.config import LinkEntry, validation_problems
 
 def registry() -> dict[str, type[Link]]:
     """Link classes by config type; imported here so an unused protocol costs nothing."""
+    from omnigate.carriers.cimd2 import Cimd2Link
     from omnigate.carriers.smpp import SmppLink
 
-    return {"smpp": SmppLink}
+    return {"cimd2": Cimd2Link, "smpp": SmppLink}
 
 
 def resolve(entries: list[LinkEntry]) -> tuple[list[tuple[type[Link], LinkConfig]], list[str]]:
