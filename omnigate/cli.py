@@ -173,10 +173,11 @@ def parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("sim", help="run a protocol simulator")
     sim_sub = sim.add_subparsers(dest="protocol", required=True)
-    from omnigate.sim import cimd2, smpp
+    from omnigate.sim import cimd2, smpp, ucp
 
     for name, module, title in (("smpp", smpp, "SMPP 3.4 SMSC simulator"),
-                                ("cimd2", cimd2, "Nokia CIMD 2.0 SMS Center simulator")):
+                                ("cimd2", cimd2, "Nokia CIMD 2.0 SMS Center simulator"),
+                                ("ucp", ucp, "UCP/EMI 4.x SMSC simulator")):
         sim_parser = sim_sub.add_parser(name, help=title)
         module.add_arguments(sim_parser)
         sim_parser.set_defaults(func=cmd_sim, simulator=module.run)

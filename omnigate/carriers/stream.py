@@ -43,9 +43,9 @@ The API a protocol module uses (see `carriers/smpp/link.py`, `carriers/ucp/link.
       sending on THROTTLED), `_timed_out(conn, token, reason)`, `_on_conn_failed(conn,
       reason)` (connection unusable: fails the attempt, or ends the UP period),
       `conn.login_done(reason)`.
-    - `_goodbye(conn, now) -> Future | None`: start a graceful logout (SMPP unbind,
-      CIMD2 logout) and return what resolves when it is done, or None if the protocol
-      has none (UCP/EMI).
+    - optionally `_goodbye(conn, now) -> Future | None`: start a graceful logout
+      (SMPP unbind, CIMD2 logout) and return what resolves when it is done; the
+      default, None, suits a protocol without one (UCP/EMI): stop() then just closes.
 
     and may override `_start_line()`, `_up_line(peer)`, `_leave_line(peer)` (log
     text) and `describe()`.
