@@ -37,9 +37,11 @@ def _install_uvloop() -> None:
 def _load_checked(path: str) -> Config:
     """Config file plus each link's own model, every problem reported at once."""
     from omnigate import carriers
+    from omnigate.api.smtp import config_problems
 
     config = load(path)
     _, problems = carriers.resolve(config.links)
+    problems += config_problems(config)
     if problems:
         raise ConfigError(problems)
     return config

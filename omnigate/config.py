@@ -18,7 +18,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
@@ -182,6 +189,125 @@ class TrafficLogConfig(Section):
     path: str | None = Field("var/traffic.log", description="None switches the traffic log off")
 
 
+class SmtpGroup(Section):
+    """An alias address in the SMS domains: ``it-ops@sms.example.com`` -> its numbers."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$",
+                      description="the local part (RFC 5321 §4.5.3.1.1: at most 64 octets)")
+    numbers: list[str] = Field(min_length=1, description="written any usual way; checked at start")
+
+    @field_validator("name")
+    @classmethod
+    def _lower(cls, v: str) -> str:
+        return v.lower()
+
+
+class SmtpConfig(Section):
+    """The e-mail ingress (`api/smtp.py`); an absent [smtp] section means no SMTP listener."""
+
+    listen: str = "127.0.0.1:2525"
+    hostname: str | None = Field(None, description="name in the greeting; None = this host's name")
+    domains: list[str] = Field(min_length=1, description="mail to NUMBER@DOMAIN becomes an SMS")
+    allow: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+                             description="client networks; others get 554 at connect")
+    max_size: int = Field(10 << 20, ge=1024, description="bytes of one mail (RFC 1870 SIZE); 552 beyond")
+    # RFC 5321 §4.5.3.1.8: a server MUST accept at least 100 recipients per mail.
+    max_recipients: int = Field(100, ge=1, description="numbers per mail, groups expanded; 452 beyond")
+    senders: list[str] = Field(default_factory=list,
+                               description="envelope senders allowed (shell patterns such as "
+                                           "'*@example.com'); empty = any")
+    auth_required: bool = Field(False, description="530 until AUTH PLAIN/LOGIN against [[accounts]]")
+    auth_require_tls: bool = Field(True, description="offer AUTH only after STARTTLS")
+    tls_cert: str | None = Field(None, description="PEM certificate chain for STARTTLS")
+    tls_key: str | None = Field(None, description="PEM private key for STARTTLS")
+    require_starttls: bool = Field(False, description="530 for everything before STARTTLS")
+    text: Literal["subject", "body", "both"] = "both"
+    separator: str = Field(" - ", description="between subject and body when text = 'both'")
+    too_long: Literal["truncate", "reject"] = Field(
+        "truncate", description="a text beyond [messages].max_parts is cut (with '...') or refused")
+    disclaimers: list[str] = Field(default_factory=list,
+                                   description="regular expressions removed from the body "
+                                               "(case-insensitive, '.' matches newlines)")
+    sender: str | None = Field(None, description="SMS originator of mailed messages; None = link default")
+    # RFC 5321 §4.5.3.2.7: the server timeout SHOULD be at least 5 minutes.
+    timeout: float = Field(300.0, gt=0, description="seconds of client silence before closing")
+    groups: list[SmtpGroup] = Field(default_factory=list)
+
+    _listen = field_validator("listen")(_hostport)
+    _allow = field_validator("allow")(_networks)
+
+    @field_validator("domains")
+    @classmethod
+    def _domains(cls, values: list[str]) -> list[str]:
+        return [v.strip().lower().rstrip(".") for v in values]
+
+    @field_validator("disclaimers")
+    @classmethod
+    def _patterns(cls, values: list[str]) -> list[str]:
+        for v in values:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"{v!r} is not a regular expression: {exc}") from None
+        return values
+
+    @field_validator("groups")
+    @classmethod
+    def _unique_groups(cls, groups: list[SmtpGroup]) -> list[SmtpGroup]:
+        seen: set[str] = set()
+        for g in groups:
+            if g.name in seen:
+                raise ValueError(f"group name {g.name!r} is used twice")
+            seen.add(g.name)
+        return groups
+
+    @model_validator(mode="after")
+    def _tls(self) -> SmtpConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        if self.tls_cert is None and self.require_starttls:
+            raise ValueError("require_starttls needs tls_cert and tls_key")
+        if self.auth_required and self.auth_require_tls and self.tls_cert is None:
+            raise ValueError("auth_required with auth_require_tls needs tls_cert and tls_key "
+                             "(or set auth_require_tls = false on a trusted network)")
+        return self
+
+
+class MailConfig(Section):
+    """Mail out (`delivery/email.py`): failure notices, inbound SMS, alarms, via a relay."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    relay: str = Field(description="host:port of the SMTP relay (smarthost)")
+    from_: str = Field(alias="from", pattern=r"^[^@\s]+@[^@\s]+$",
+                       description="sender of notices and alarms")
+    domain: str | None = Field(None, description="SMS domain of inbound mail's From; "
+                                                 "None = first [smtp].domains entry")
+    tls: bool = Field(False, description="implicit TLS (port 465, RFC 8314)")
+    starttls: bool | None = Field(None, description="None = when offered, true = required, false = never")
+    username: str | None = None
+    password: str | None = None
+    timeout: float = Field(30.0, gt=0, description="seconds per SMTP command")
+    notices: bool = Field(True, description="mail senders of mailed SMS that end failed, "
+                                            "undelivered or expired")
+    error_address: str | None = Field(None, description="gets link down/up alarms")
+    queue_size: int = Field(10_000, ge=1, description="mails waiting; beyond that new ones are dropped "
+                                                      "with a log line")
+    retry_initial: float = Field(30.0, gt=0, description="seconds before the first retry")
+    retry_maximum: float = Field(900.0, gt=0)
+    max_attempts: int = Field(8, ge=1, description="tries of one mail on temporary failures")
+
+    _relay = field_validator("relay")(_hostport)
+
+    @model_validator(mode="after")
+    def _exclusive(self) -> MailConfig:
+        if self.tls and self.starttls:
+            raise ValueError("tls (implicit) and starttls exclude each other")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        return self
+
+
 class Config(Section):
     node: NodeConfig = Field(default_factory=NodeConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
@@ -195,6 +321,8 @@ class Config(Section):
     accounts: list[AccountConfig] = Field(default_factory=list)
     simulators: list[SimulatorConfig] = Field(default_factory=list)
     traffic_log: TrafficLogConfig = Field(default_factory=TrafficLogConfig)
+    smtp: SmtpConfig | None = Field(None, description="absent = no SMTP ingress")
+    mail: MailConfig | None = Field(None, description="absent = no mail out")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("links")

@@ -67,7 +67,8 @@ class Dispatcher:
     def __init__(self, *, store: Store, router: Router, links: dict[str, Link], node: str,
                  messages: MessagesConfig, numbers: NumbersConfig, retry: RetryConfig,
                  metrics: Metrics, traffic: TrafficLog, memory_limit: int,
-                 listeners: list[StatusListener] | None = None) -> None:
+                 listeners: list[StatusListener] | None = None,
+                 state_listeners: list[Callable[[str, LinkState], None]] | None = None) -> None:
         self.store = store
         self.writer = store.writer
         self.router = router
@@ -79,6 +80,7 @@ class Dispatcher:
         self.metrics = metrics
         self.traffic = traffic
         self.listeners = listeners or []
+        self.state_listeners = state_listeners or []
         self.queue = Queue(memory_limit)
         self.in_flight: dict[int, Outbound] = {}
         self.depth = 0  # queued in the store for this node, memory or not
@@ -508,6 +510,11 @@ class Dispatcher:
 
     def on_state(self, link: Link, state: LinkState) -> None:
         self.metrics.link_up.labels(link.name).set(1 if state is LinkState.UP else 0)
+        for listener in self.state_listeners:
+            try:
+                listener(link.name, state)
+            except Exception:
+                log.exception("link state listener %r failed", listener)
         self.schedule_pump()
 
     def status_overlay(self) -> Callable[[int], str | None]:

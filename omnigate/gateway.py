@@ -22,9 +22,11 @@ from aiohttp import web
 
 from omnigate import __version__, carriers
 from omnigate.api.http import build_app
+from omnigate.api.smtp import SmtpIngress
 from omnigate.carriers.base import Link, LinkState
 from omnigate.config import Config, ConfigError, split_hostport
 from omnigate.delivery.dlr_url import DlrNotifier
+from omnigate.delivery.email import Mailer
 from omnigate.dispatcher import Dispatcher
 from omnigate.ids import IdGenerator
 from omnigate.intake import client_keys, prepare
@@ -96,6 +98,13 @@ class Gateway:
         self.router: Router | None = None
         self._runner: web.AppRunner | None = None
         self.http_port: int | None = None
+        # built here so a bad [smtp] (numbers in groups, TLS files) fails before start
+        self.smtp = (SmtpIngress(config.smtp, accounts=config.accounts, numbers=config.numbers,
+                                 messages=config.messages, submit=self.submit)
+                     if config.smtp else None)
+        self.mailer = (Mailer(config.mail, sms_domain=config.smtp.domains[0] if config.smtp else None,
+                              own_domains=frozenset(config.smtp.domains if config.smtp else ()))
+                       if config.mail else None)
         self._accepting = False
         self._started_at = time.time()
 
@@ -119,12 +128,15 @@ class Gateway:
         traffic = TrafficLog(cfg.traffic_log.path)
         self.dlr = DlrNotifier()
         await self.dlr.start()
+        if self.mailer:
+            await self.mailer.start()
         self.router = Router(build_routes(cfg), self.links)
         self.dispatcher = Dispatcher(
             store=self.store, router=self.router, links=self.links, node=self.node,
             messages=cfg.messages, numbers=cfg.numbers, retry=cfg.retry,
             metrics=self.metrics, traffic=traffic, memory_limit=cfg.queue.memory_limit,
-            listeners=[self.dlr])
+            listeners=[self.dlr, *([self.mailer] if self.mailer else [])],
+            state_listeners=[self.mailer.link_alarms()] if self.mailer else [])
         for cls, link_config in self._link_specs:
             self.links[link_config.name] = cls(link_config, self.dispatcher)
         for link in self.links.values():
@@ -132,6 +144,8 @@ class Gateway:
         await self.dispatcher.start()
         self._accepting = True
         await self._start_http()
+        if self.smtp:
+            await self.smtp.start()
         log.info("omnigate %s node %s ready: %d links, store %s", __version__, self.node,
                  len(self.links), self.store.engine.url.render_as_string(hide_password=True))
 
@@ -155,6 +169,8 @@ class Gateway:
     async def stop(self, grace: float = 10.0) -> None:
         """Graceful stop; whatever does not finish within `grace` is cut off."""
         self._accepting = False
+        if self.smtp:
+            await self.smtp.stop(grace=min(grace, 5.0))
         if self._runner:
             await self._runner.cleanup()
             self._runner = None
@@ -174,6 +190,8 @@ class Gateway:
             self.dispatcher.traffic.close()
         if self.dlr:
             await self.dlr.stop()
+        if self.mailer:
+            await self.mailer.stop(grace=min(grace, 5.0))
         for sim in self.simulators:
             await sim.stop()
         if self.store:
