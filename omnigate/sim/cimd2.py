@@ -9,7 +9,8 @@ it frames, checks and converts packets with its own code and its own tables (the
 character conversion here is keyed by character, the codec's by GSM septet), written
 from the Nokia CIMD 2.0 interface specification, and both are tested against frames
 computed by hand. Only the GSM 03.38 table and MO splitting are shared, with the SMPP
-simulator, which has its own GSM table.
+simulator, which has its own GSM table; faults, recording, DLR queues and the command
+line come from `omnigate.sim.base`, as for every simulator.
 
 The simulator is strict where a real SMS Center may be lenient, so that it catches our
 mistakes instead of mirroring them. Each of these is logged as a *violation* (and kept
@@ -40,25 +41,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import itertools
 import logging
-import signal
 import time
-from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from omnigate.sim.smpp import (
-    GSM_BASIC,
+from omnigate.sim.base import (
+    SimConnection,
+    Simulator,
     SimulatorError,
-    parse_hostport,
-    split_mo,
-    udh_concat,
+    SimulatorOptions,
+    add_common_arguments,
+    cli_main,
+    common_options,
+    serve,
 )
+from omnigate.sim.smpp import GSM_BASIC, split_mo, udh_concat
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 log = logging.getLogger("omnigate.sim.cimd2")
 
@@ -319,35 +320,28 @@ class _Refused(Exception):
 # --------------------------------------------------------------------------
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(SimConnection[RecordedSubmit]):
     """The SMS Center side of one TCP connection: frame, check, answer, record."""
 
+    sim: Cimd2Simulator
+
     def __init__(self, sim: Cimd2Simulator) -> None:
-        self.sim = sim
-        self.transport: asyncio.Transport | None = None
-        self.peer = "?"
+        super().__init__(sim)
         self.user: str | None = None  # logged in as
         self.window = 1
         self.expected: int | None = None  # next packet number from the application
         self.unanswered = 0  # submits received, response not yet written
-        self.submits = 0  # submits received on this connection (drop_after)
         self._seq = -2  # our own packets: even numbers 000..254
         self._waiting: dict[int, tuple[int, asyncio.Future[int] | None]] = {}
-        self._buf = b""
-        self._closed = False
+
+    @property
+    def receives_for(self) -> str | None:
+        return self.user
 
     # asyncio.Protocol --------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        peer = transport.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
-        self.sim._connections.add(self)
-        log.debug("CIMD2-SIM[%s] connected", self.peer)
-
     def connection_lost(self, exc: Exception | None) -> None:
-        self._closed = True
-        self.sim._connections.discard(self)
+        super().connection_lost(exc)
         if self.user is not None:
             log.info("CIMD2-SIM[%s] %r disconnected", self.peer, self.user)
         self.user = None
@@ -382,6 +376,8 @@ class _Connection(asyncio.Protocol):
             if close:
                 break
         self._buf = b"" if close else buf[pos:]
+        if self.sim._waiters:
+            self.sim._wake_waiters()
         if self.transport is None or self._closed:
             return
         if out:
@@ -403,26 +399,16 @@ class _Connection(asyncio.Protocol):
         self._seq = self._seq + 2 if self._seq < 254 else 0
         return self._seq
 
-    def write(self, data: bytes) -> bool:
-        if self._closed or self.transport is None or self.transport.is_closing():
-            return False
-        self.transport.write(data)
-        return True
-
     def _write_late(self, packets: list[bytes]) -> None:
         if self.write(b"".join(packets)):
             self.unanswered -= len(packets)
 
-    def abort(self) -> None:
-        self._closed = True
-        if self.transport is not None:
-            self.transport.abort()
-
-    def send_request(self, op: int, params: list[tuple[str, str]],
-                     fut: asyncio.Future[int] | None) -> bool:
+    def request(self, op: int, params: list[tuple[str, str]],
+                fut: asyncio.Future[int] | None) -> bytes:
+        """A request packet of ours, its response awaited into `fut` (None: checked only)."""
         number = self.next_number()
         self._waiting[number] = (op, fut)
-        return self.write(make_packet(op, number, params))
+        return make_packet(op, number, params)
 
     # one packet --------------------------------------------------------------
 
@@ -572,7 +558,7 @@ class _Connection(asyncio.Protocol):
             self.window = w
         self.user = user
         log.info("CIMD2-SIM[%s] %r logged in (window %d)", self.peer, user, self.window)
-        sim._loop.call_soon(sim._flush_held_reports, self)
+        sim._loop.call_soon(sim._flush_held, self)
         return make_packet(51, number)
 
     def _on_submit(self, number: int, params: dict[str, str], out: list[bytes],
@@ -614,13 +600,6 @@ class _Connection(asyncio.Protocol):
             replies.append(make_packet(53, number, [("021", rec.destination),
                                                     ("060", rec.timestamp)]))
         return self._drop_due()
-
-    def _drop_due(self) -> bool:
-        if self.sim.drop_after and self.submits >= self.sim.drop_after:
-            log.info("CIMD2-SIM[%s] drop_after=%d reached; closing", self.peer,
-                     self.sim.drop_after)
-            return True
-        return False
 
     def _check_submit(self, p: dict[str, str]) -> RecordedSubmit:
         """The semantic checks of a submit (§5, §7.3); raise _Refused."""
@@ -692,118 +671,27 @@ class _Connection(asyncio.Protocol):
 # The simulator
 # --------------------------------------------------------------------------
 
-FAULTS: dict[str, type] = {
-    "throttle_every": int, "fail_every": int, "drop_after": int, "response_delay": float,
-    "no_response": bool, "dlr": bool, "dlr_delay": float, "dlr_status": str,
-}
-
-
-class Cimd2Simulator:
+class Cimd2Simulator(Simulator[RecordedSubmit, _Connection]):
     """A CIMD2 SMS Center on a real TCP port. See the module docstring for faults."""
 
-    def __init__(
-        self,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        user: str | None = None,
-        password: str | None = None,
-        dlr: bool = False,
-        dlr_delay: float = 0.0,
-        dlr_status: str = "delivered",
-        record: str | Path | None = None,
-        throttle_every: int = 0,
-        fail_every: int = 0,
-        drop_after: int = 0,
-        response_delay: float = 0.0,
-        no_response: bool = False,
-        max_window: int = 128,
-        keep: int = 1_000_000,
-    ) -> None:
-        if dlr_status not in DLR_STATUSES:
-            raise ValueError(f"dlr_status must be one of {', '.join(DLR_STATUSES)}")
-        self.host = host
-        self.port = port
-        self.user = user
-        self.password = password
-        self.dlr = dlr
-        self.dlr_delay = dlr_delay
-        self.dlr_status = dlr_status
-        self.record = Path(record) if record is not None else None
-        self.throttle_every = throttle_every
-        self.fail_every = fail_every
-        self.drop_after = drop_after
-        self.response_delay = response_delay
-        self.no_response = no_response
-        self.max_window = max_window
-        self.keep = keep
+    NAME = "CIMD2 simulator"
+    LOG_PREFIX = "CIMD2-SIM"
+    UNITS = "submits"
+    DLR_STATUSES = DLR_STATUSES
+    DLR_STATUS_DEFAULT = "delivered"
+    log = log
 
-        self.submits: deque[RecordedSubmit] = deque(maxlen=keep)
-        self.submit_count = 0  # accepted submits, even beyond `keep`
-        self.received_count = 0  # valid submits (the fault counter)
-        self.throttled_count = 0
-        self.failed_count = 0
-        self.rejected_count = 0  # invalid submits (each also a violation)
-        self.dlr_count = 0
-        self.mo_count = 0
+    def __init__(self, *, user: str | None = None, max_window: int = 128,
+                 **options: Unpack[SimulatorOptions]) -> None:
+        super().__init__(**options)
+        self.user = user
+        self.max_window = max_window
         self.alive_count = 0
         self.violations: list[str] = []
-
-        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
-        self._server: asyncio.Server | None = None
-        self._connections: set[_Connection] = set()
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._last_ts: dict[str, int] = {}  # destination -> last time stamp given (s)
-        self._held: dict[str, deque[RecordedSubmit]] = {}  # reports for a user not logged in
-        self._timers: set[asyncio.TimerHandle] = set()
-        self._record_file: Any = None
-        self._mo_ref = itertools.count(1)
-        self._rr = itertools.count()
 
-    # lifecycle ---------------------------------------------------------------
-
-    async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        if self.record is not None:
-            self._record_file = self.record.open("ab")
-        self._server = await self._loop.create_server(lambda: _Connection(self), self.host,
-                                                      self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-        log.info("CIMD2 simulator listening on %s:%d", self.host, self.port)
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for conn in list(self._connections):
-            conn.abort()
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
-        for handle in self._timers:
-            handle.cancel()
-        self._timers.clear()
-        if self._record_file is not None:
-            self._record_file.close()
-            self._record_file = None
-        for _, fut in self._waiters:
-            if not fut.done():
-                fut.set_exception(SimulatorError("simulator stopped"))
-
-    async def __aenter__(self) -> Cimd2Simulator:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    async def drop_connections(self) -> None:
-        """Cut every connection at once (RST), like a network failure."""
-        conns = list(self._connections)
-        if conns:
-            log.info("CIMD2 simulator dropping %d connection(s)", len(conns))
-        for conn in conns:
-            conn.abort()
-        await asyncio.sleep(0)
+    def _connection(self) -> _Connection:
+        return _Connection(self)
 
     @property
     def logged_in(self) -> int:
@@ -811,44 +699,9 @@ class Cimd2Simulator:
 
     bound = logged_in  # the SMPP simulator's word, for code written against both
 
-    @property
-    def connections(self) -> int:
-        return len(self._connections)
-
-    def faults(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in FAULTS}
-
-    def set_faults(self, **values: Any) -> None:
-        checked = {}
-        for name, value in values.items():
-            kind = FAULTS.get(name)
-            if kind is None:
-                raise ValueError(f"unknown fault {name!r}; known: {', '.join(FAULTS)}")
-            if kind is bool:
-                if not isinstance(value, bool):
-                    raise ValueError(f"{name} must be true or false")
-            elif kind is str:
-                if value not in DLR_STATUSES:
-                    raise ValueError(f"{name} must be one of {', '.join(DLR_STATUSES)}")
-            elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ValueError(f"{name} must be a number >= 0")
-            elif kind is int and value != int(value):
-                raise ValueError(f"{name} must be a whole number")
-            checked[name] = kind(value)
-        for name, value in checked.items():
-            setattr(self, name, value)
-        log.info("CIMD2 simulator faults set: %s", values)
-
     def stats(self) -> dict[str, Any]:
-        return {
-            "submit_count": self.submit_count, "received_count": self.received_count,
-            "throttled_count": self.throttled_count, "failed_count": self.failed_count,
-            "rejected_count": self.rejected_count, "dlr_count": self.dlr_count,
-            "mo_count": self.mo_count, "alive_count": self.alive_count,
-            "violations": len(self.violations),
-            "connections": self.connections, "logged_in": self.logged_in,
-            "kept": len(self.submits), "faults": self.faults(),
-        }
+        return {**super().stats(), "alive_count": self.alive_count,
+                "violations": len(self.violations), "logged_in": self.logged_in}
 
     # recording ---------------------------------------------------------------
 
@@ -863,97 +716,31 @@ class Cimd2Simulator:
             self._last_ts.clear()
         return _timestamp(t)
 
-    def _accept(self, rec: RecordedSubmit, conn: _Connection) -> None:
-        self.submits.append(rec)
-        self.submit_count += 1
-        if self._record_file is not None:
-            self._record_file.write(orjson.dumps(rec.as_dict()) + b"\n")
-        for want, fut in self._waiters:
-            if self.submit_count >= want and not fut.done():
-                fut.set_result(None)
-        if self.dlr and rec.status_report_request & DLR_STATUSES[self.dlr_status][1]:
-            delay = self.response_delay + self.dlr_delay
-            if len(self._timers) > 1000:
-                now = self._loop.time()
-                self._timers = {h for h in self._timers if h.when() > now}
-            self._timers.add(self._loop.call_later(delay, self._report_due, rec, conn))
-
-    async def wait_for(self, count: int, timeout: float = 5.0) -> None:
-        """Wait until submit_count >= count; TimeoutError says how far it got."""
-        if self.submit_count >= count:
-            return
-        entry = (count, self._loop.create_future())
-        self._waiters.append(entry)
-        try:
-            async with asyncio.timeout(timeout):
-                await entry[1]
-        except TimeoutError:
-            raise TimeoutError(f"CIMD2 simulator got {self.submit_count} of {count} submits "
-                               f"in {timeout}s") from None
-        finally:
-            self._waiters.remove(entry)
-
-    def messages(self) -> list[tuple[str, str, str]]:
-        """(destination, source, text) per message, concatenated parts reassembled by
-        their UDH; a message missing a part is left out."""
-        slots: list[tuple[str, str, str] | None] = []
-        groups: dict[tuple[str, str, int, int], tuple[int, dict[int, RecordedSubmit]]] = {}
-        for rec in self.submits:
-            concat = rec.concat
-            if concat is None or concat[1] < 2:
-                slots.append((rec.destination, rec.source, rec.text))
-                continue
-            ref, total, seq = concat
-            key = (rec.source, rec.destination, ref, total)
-            group = groups.get(key)
-            if group is None or seq in group[1]:
-                group = groups[key] = (len(slots), {})
-                slots.append(None)
-            group[1][seq] = rec
-            if len(group[1]) == total and all(s in group[1] for s in range(1, total + 1)):
-                recs = [group[1][s] for s in range(1, total + 1)]
-                if recs[0].binary is None:
-                    text = "".join(r.text for r in recs)
-                elif recs[0].coding == "ucs2":
-                    text = b"".join(r.binary or b"" for r in recs).decode("utf-16-be", "replace")
-                else:
-                    text = b"".join(r.binary or b"" for r in recs).hex()
-                slots[group[0]] = (rec.destination, rec.source, text)
-                del groups[key]
-        return [s for s in slots if s is not None]
+    def _join(self, parts: list[RecordedSubmit]) -> str:
+        if parts[0].binary is None:
+            return "".join(r.text for r in parts)
+        data = b"".join(r.binary or b"" for r in parts)
+        return data.decode("utf-16-be", "replace") if parts[0].coding == "ucs2" else data.hex()
 
     # status reports ----------------------------------------------------------
 
-    def _report_due(self, rec: RecordedSubmit, origin: _Connection) -> None:
-        target = self._report_target(origin, rec.user)
-        if target is None:
-            self._held.setdefault(rec.user, deque(maxlen=100_000)).append(rec)
-            return
-        self._send_report(target, rec)
+    def _wants_dlr(self, rec: RecordedSubmit) -> bool:
+        return bool(rec.status_report_request & DLR_STATUSES[self.dlr_status][1])
 
-    def _report_target(self, origin: _Connection, user: str) -> _Connection | None:
-        if origin.user == user and not origin._closed:
-            return origin
-        for conn in self._connections:
-            if conn.user == user and not conn._closed:
-                return conn
-        return None
+    def _owner(self, rec: RecordedSubmit) -> str:
+        return rec.user
 
-    def _send_report(self, conn: _Connection, rec: RecordedSubmit) -> None:
+    def _dlr_frames(self, conn: _Connection, recs: list[RecordedSubmit]) -> list[bytes]:
         code, _, error = DLR_STATUSES[self.dlr_status]
-        params = [("021", rec.destination), ("060", rec.timestamp), ("061", str(code))]
-        if error is not None:
-            params.append(("062", str(error)))
-        params.append(("063", _timestamp(time.time())))
-        if conn.send_request(OP_REPORT, params, None):
-            self.dlr_count += 1
-
-    def _flush_held_reports(self, conn: _Connection) -> None:
-        held = self._held.pop(conn.user or "", None)
-        if held and conn.user is not None:
-            log.info("CIMD2-SIM[%s] sending %d held status report(s)", conn.peer, len(held))
-            for rec in held:
-                self._send_report(conn, rec)
+        done = _timestamp(time.time())
+        frames = []
+        for rec in recs:
+            params = [("021", rec.destination), ("060", rec.timestamp), ("061", str(code))]
+            if error is not None:
+                params.append(("062", str(error)))
+            params.append(("063", done))
+            frames.append(conn.request(OP_REPORT, params, None))
+        return frames
 
     # MO ----------------------------------------------------------------------
 
@@ -964,13 +751,9 @@ class Cimd2Simulator:
         Connections take turns. Returns once every part is answered (70); raises
         SimulatorError if none is logged in, a part is refused or not answered in time.
         """
-        conns = sorted((c for c in self._connections if c.user is not None and not c._closed),
-                       key=id)
-        if not conns:
-            raise SimulatorError("no application is logged in to take an MO")
-        conn = conns[next(self._rr) % len(conns)]
+        conn = self._mo_target("no application is logged in to take an MO")
         coding, esm_class, parts = split_mo(text, next(self._mo_ref))
-        futures = []
+        packets, futures = [], []
         ts = _timestamp(time.time())
         for sm in parts:
             udh = sm[:sm[0] + 1] if esm_class & 0x40 else b""
@@ -990,16 +773,10 @@ class Cimd2Simulator:
                 params.append(("033", text_to_ud(_septets_text(data))))
             fut = self._loop.create_future()
             futures.append(fut)
-            conn.send_request(OP_DELIVER, params, fut)
+            packets.append(conn.request(OP_DELIVER, params, fut))
+        conn.write(b"".join(packets))
         self.mo_count += len(parts)
-        try:
-            async with asyncio.timeout(timeout):
-                codes = await asyncio.gather(*futures)
-        except TimeoutError:
-            raise SimulatorError(f"no deliver message response within {timeout}s") from None
-        finally:
-            for fut in futures:
-                fut.cancel()
+        codes = await self._await_mo(futures, timeout, "no deliver message response")
         refused = [c for c in codes if c]
         if refused:
             raise SimulatorError(f"the application refused the MO with error {refused[0]}")
@@ -1025,68 +802,20 @@ def _septets_text(septets: bytes) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--listen", type=parse_hostport, default=("127.0.0.1", 9971),
-                        metavar="HOST:PORT", help="where applications connect "
-                        "(default 127.0.0.1:9971)")
+    add_common_arguments(
+        parser, Cimd2Simulator, port=9971, peers="applications", logins="logins",
+        unit="submit", response="submit response", throttle="error 10 (temporary congestion)",
+        fail="error 300 (permanent)",
+        dlr="send status reports when the submit's status report request asks",
+        dlr_delay="seconds between the submit response and the status report",
+        dlr_status="outcome the status reports give (default delivered)")
     parser.add_argument("--user", help="accept logins only with this user identity")
-    parser.add_argument("--password", help="accept logins only with this password")
-    parser.add_argument("--dlr", action="store_true",
-                        help="send status reports when the submit's status report request asks")
-    parser.add_argument("--dlr-delay", type=float, default=0.0, metavar="S",
-                        help="seconds between the submit response and the status report")
-    parser.add_argument("--dlr-status", default="delivered", choices=list(DLR_STATUSES),
-                        help="outcome the status reports give (default delivered)")
-    parser.add_argument("--record", metavar="FILE.jsonl",
-                        help="append one JSON line per accepted submit")
-    parser.add_argument("--control", metavar="HOST:PORT",
-                        help="HTTP control endpoint: POST /mo, GET /submits, GET /stats, "
-                        "POST /faults")
-    parser.add_argument("--throttle-every", type=int, default=0, metavar="N",
-                        help="answer every Nth submit with error 10 (temporary congestion)")
-    parser.add_argument("--fail-every", type=int, default=0, metavar="N",
-                        help="answer every Nth submit with error 300 (permanent)")
-    parser.add_argument("--drop-after", type=int, default=0, metavar="N",
-                        help="close each connection after its Nth submit")
-    parser.add_argument("--response-delay", type=float, default=0.0, metavar="S",
-                        help="send every submit response S seconds late")
-    parser.add_argument("--no-response", action="store_true",
-                        help="never answer submits (response-timeout tests)")
     parser.add_argument("--max-window", type=int, default=128, metavar="N",
                         help="largest window size (019) a login may ask for (default 128)")
-    parser.add_argument("--keep", type=int, default=100_000, metavar="N",
-                        help="recorded submits kept in memory (default 100000)")
 
 
 def simulator_from_args(args: argparse.Namespace) -> Cimd2Simulator:
-    host, port = args.listen
-    return Cimd2Simulator(
-        host=host, port=port, user=args.user, password=args.password, dlr=args.dlr,
-        dlr_delay=args.dlr_delay, dlr_status=args.dlr_status, record=args.record,
-        throttle_every=args.throttle_every, fail_every=args.fail_every,
-        drop_after=args.drop_after, response_delay=args.response_delay,
-        no_response=args.no_response, max_window=args.max_window, keep=args.keep)
-
-
-async def serve(sim: Cimd2Simulator, control: str | None = None, *,
-                ready: asyncio.Event | None = None) -> None:
-    """Start the simulator (and its control endpoint) and run until cancelled."""
-    await sim.start()
-    runner = None
-    try:
-        print(f"CIMD2 SMS Center simulator listening on {sim.host}:{sim.port}", flush=True)
-        if control:
-            from omnigate.sim.control import start_control
-
-            host, port = parse_hostport(control)
-            runner, bound_port = await start_control(sim, host, port)  # type: ignore[arg-type]
-            print(f"CIMD2 simulator control on http://{host}:{bound_port}/", flush=True)
-        if ready is not None:
-            ready.set()
-        await asyncio.Event().wait()
-    finally:
-        if runner is not None:
-            await runner.cleanup()
-        await sim.stop()
+    return Cimd2Simulator(user=args.user, max_window=args.max_window, **common_options(args))
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -1096,23 +825,7 @@ async def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m omnigate.sim.cimd2`, for use without the omnigate command."""
-    parser = argparse.ArgumentParser(prog="python -m omnigate.sim.cimd2", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    with asyncio.Runner() as runner:
-        runner.run(_run_until_signal(args))
-
-
-async def _run_until_signal(args: argparse.Namespace) -> None:
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    assert task is not None
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await run(args)
+    cli_main("python -m omnigate.sim.cimd2", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

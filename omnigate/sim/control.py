@@ -1,9 +1,9 @@
-"""HTTP control endpoint for the SMSC simulator (`omnigate sim smpp --control HOST:PORT`).
+"""HTTP control endpoint of every simulator (`omnigate sim smpp|cimd2|ucp --control HOST:PORT`).
 
-- `POST /mo`      JSON or form with `from`, `to`, `text`: send an MO to a bound ESME.
+- `POST /mo`      JSON or form with `from`, `to`, `text`: send an MO to a bound peer.
                   200 once acknowledged; 400 for missing fields; 409 if nothing
                   can take it (no receiver bound, refused, no answer).
-- `GET /submits`  the last `limit` (default 100) recorded submit_sm, oldest first.
+- `GET /submits`  the last `limit` (default 100) recorded submits, oldest first.
 - `GET /stats`    counters, binds and the current faults.
 - `POST /faults`  JSON object with any of the fault attributes; answers the faults now set.
 
@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import itertools
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from omnigate.sim.smpp import SmscSimulator
+    from omnigate.sim.base import Simulator
 
-SIM_KEY: web.AppKey[SmscSimulator] = web.AppKey("sim")
+SIM_KEY: web.AppKey[Simulator[Any, Any]] = web.AppKey("sim")
 MAX_LIMIT = 100_000  # most submits one GET /submits returns
 
 
@@ -40,7 +40,7 @@ async def _read_fields(request: web.Request) -> dict[str, object] | None:
 
 
 async def post_mo(request: web.Request) -> web.Response:
-    from omnigate.sim.smpp import SimulatorError
+    from omnigate.sim.base import SimulatorError
 
     fields = await _read_fields(request)
     if fields is None:
@@ -93,7 +93,7 @@ async def post_faults(request: web.Request) -> web.Response:
     return web.json_response(sim.faults())
 
 
-def make_app(sim: SmscSimulator) -> web.Application:
+def make_app(sim: Simulator[Any, Any]) -> web.Application:
     app = web.Application()
     app[SIM_KEY] = sim
     app.router.add_post("/mo", post_mo)
@@ -103,7 +103,7 @@ def make_app(sim: SmscSimulator) -> web.Application:
     return app
 
 
-async def start_control(sim: SmscSimulator, host: str, port: int) -> tuple[web.AppRunner, int]:
+async def start_control(sim: Simulator[Any, Any], host: str, port: int) -> tuple[web.AppRunner, int]:
     """Serve the control app; returns the runner (cleanup() to stop) and the bound port."""
     runner = web.AppRunner(make_app(sim), access_log=None, shutdown_timeout=1.0)
     await runner.setup()

@@ -34,28 +34,39 @@ Faults (plain attributes, changeable at run time):
 
 Throttled and failed submits are not recorded; `submit_count` counts what
 the SMSC accepted (including those it accepted silently under `no_response`).
+What every simulator shares (these options, the record, the receipt queue,
+the command line) is in `omnigate.sim.base`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import heapq
-import itertools
 import logging
 import re
-import signal
 import time
-from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from struct import Struct
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import orjson
 from smpplib import smpp as smpplib_smpp
+
+from omnigate.sim.base import FAULTS as FAULTS  # re-exported: it was defined here
+from omnigate.sim.base import (
+    SimConnection,
+    Simulator,
+    SimulatorError,
+    SimulatorOptions,
+    add_common_arguments,
+    cli_main,
+    common_options,
+    serve,
+)
+from omnigate.sim.base import parse_hostport as parse_hostport  # re-exported likewise
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 log = logging.getLogger("omnigate.sim.smpp")
 
@@ -147,10 +158,6 @@ BIND_MODES = {
 }
 _CAN_SEND = frozenset({"transmitter", "transceiver"})
 _CAN_RECEIVE = frozenset({"receiver", "transceiver"})
-
-
-class SimulatorError(RuntimeError):
-    """The simulator cannot do what was asked (nothing bound, MO refused, ...)."""
 
 
 class PduError(ValueError):
@@ -685,33 +692,26 @@ class RecordedSubmit:
 # --------------------------------------------------------------------------
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(SimConnection[RecordedSubmit]):
     """The SMSC side of one TCP connection: parse, answer, record."""
 
+    sim: SmscSimulator
+
     def __init__(self, sim: SmscSimulator) -> None:
-        self.sim = sim
-        self.transport: asyncio.Transport | None = None
-        self.peer = "?"
+        super().__init__(sim)
         self.mode: str | None = None  # None (open) | transmitter | receiver | transceiver
         self.system_id = ""
-        self.submits = 0  # submit_sm received on this connection (drop_after)
-        self._buf = b""
         self._seq = 0
-        self._closed = False
         self._waiting: dict[int, asyncio.Future[int]] = {}  # our deliver_sm -> resp status
+
+    @property
+    def receives_for(self) -> str | None:
+        return self.system_id if self.mode in _CAN_RECEIVE else None
 
     # asyncio.Protocol ------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
-        peer = transport.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
-        self.sim._connections.add(self)
-        log.debug("SMSC-SIM[%s] connected", self.peer)
-
     def connection_lost(self, exc: Exception | None) -> None:
-        self._closed = True
-        self.sim._connections.discard(self)
+        super().connection_lost(exc)
         if self.mode is not None:
             log.info("SMSC-SIM[%s] %s %r disconnected", self.peer, self.mode, self.system_id)
         self.mode = None
@@ -719,15 +719,6 @@ class _Connection(asyncio.Protocol):
             if not fut.done():
                 fut.set_exception(SimulatorError("connection lost before deliver_sm_resp"))
         self._waiting.clear()
-
-    def pause_writing(self) -> None:
-        # The ESME is not reading our responses: stop reading its requests.
-        if self.transport is not None:
-            self.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self.transport is not None and not self._closed:
-            self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         if self._buf:
@@ -782,8 +773,8 @@ class _Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None or self._closed:
             return
-        if sim._receipt_due <= sim._loop.time():  # dlr_delay 0: no need to wait a tick
-            sim._send_due_receipts((self, out))
+        if sim._dlr_due <= sim._loop.time():  # dlr_delay 0: no need to wait a tick
+            sim._send_due_dlrs((self, out))
         if out:
             transport.write(b"".join(out) if len(out) > 1 else out[0])
         if late:
@@ -859,13 +850,6 @@ class _Connection(asyncio.Protocol):
             replies.append(encode_submit_sm_resp(seq, mid))
         return self._drop_due() if sim.drop_after else False
 
-    def _drop_due(self) -> bool:
-        drop_after = self.sim.drop_after
-        if drop_after and self.submits >= drop_after:
-            log.info("SMSC-SIM[%s] drop_after=%d reached; closing", self.peer, drop_after)
-            return True
-        return False
-
     def _on_bind(self, command_id: int, pdu: bytes, seq: int) -> bytes:
         sim = self.sim
         mode = BIND_MODES[command_id]
@@ -891,7 +875,7 @@ class _Connection(asyncio.Protocol):
         self.mode, self.system_id = mode, system_id
         log.info("SMSC-SIM[%s] bound as %s %r", self.peer, mode, system_id)
         if mode in _CAN_RECEIVE:
-            sim._loop.call_soon(sim._flush_held_receipts, self)
+            sim._loop.call_soon(sim._flush_held, self)
         return _smpplib_pdu(
             resp, seq, system_id=SMSC_SYSTEM_ID, sc_interface_version=SMPP_VERSION_34
         )
@@ -907,208 +891,49 @@ class _Connection(asyncio.Protocol):
         self._waiting[seq] = fut
         return fut
 
-    def write(self, data: bytes) -> bool:
-        if self._closed or self.transport is None or self.transport.is_closing():
-            return False
-        self.transport.write(data)
-        return True
-
     def _write_late(self, data: bytes) -> None:
         self.write(data)
-
-    def abort(self) -> None:
-        self._closed = True
-        if self.transport is not None:
-            self.transport.abort()
 
 
 # --------------------------------------------------------------------------
 # The simulator
 # --------------------------------------------------------------------------
 
-FAULTS: dict[str, type] = {
-    "throttle_every": int,
-    "fail_every": int,
-    "drop_after": int,
-    "response_delay": float,
-    "no_response": bool,
-    "dlr": bool,
-    "dlr_delay": float,
-    "dlr_status": str,
-}
-
 _SOURCE_CACHE_MAX = 10_000
-_HELD_RECEIPTS_MAX = 100_000
 
 
-class SmscSimulator:
+class SmscSimulator(Simulator[RecordedSubmit, _Connection]):
     """An SMPP 3.4 SMSC on a real TCP port. See the module docstring for faults."""
 
+    NAME = "SMSC simulator"
+    LOG_PREFIX = "SMSC-SIM"
+    UNITS = "submit_sm"
+    DLR_STATUSES = MESSAGE_STATES
+    DLR_STATUS_DEFAULT = "DELIVRD"
+    log = log
+
     def __init__(
-        self,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        system_id: str | None = None,
-        password: str | None = None,
-        dlr: bool = False,
-        dlr_delay: float = 0.0,
-        dlr_status: str = "DELIVRD",
-        record: str | Path | None = None,
-        throttle_every: int = 0,
-        fail_every: int = 0,
-        drop_after: int = 0,
-        response_delay: float = 0.0,
-        no_response: bool = False,
-        keep: int = 1_000_000,
+        self, *, system_id: str | None = None, **options: Unpack[SimulatorOptions]
     ) -> None:
-        if dlr_status not in MESSAGE_STATES:
-            raise ValueError(f"dlr_status must be one of {', '.join(MESSAGE_STATES)}")
-        self.host = host
-        self.port = port
+        super().__init__(**options)
         self.system_id = system_id
-        self.password = password
-        self.dlr = dlr
-        self.dlr_delay = dlr_delay
-        self.dlr_status = dlr_status
-        self.record = Path(record) if record is not None else None
-        self.throttle_every = throttle_every
-        self.fail_every = fail_every
-        self.drop_after = drop_after
-        self.response_delay = response_delay
-        self.no_response = no_response
-        self.keep = keep
-
-        self.submits: deque[RecordedSubmit] = deque(maxlen=keep)
-        self.submit_count = 0  # accepted submit_sm, even beyond `keep`
-        self.received_count = 0  # valid submit_sm from bound transmitters (fault counter)
-        self.throttled_count = 0
-        self.failed_count = 0
-        self.rejected_count = 0  # malformed submit_sm
-        self.dlr_count = 0  # receipts written
-        self.mo_count = 0  # MO parts written
-
         # Message ids stay unique across restarts (omnigate stores carrier
         # references to match receipts): a counter seeded from the clock,
         # with room for 2**20 messages per second of downtime.
         self._next_id = int(time.time()) << 20
-        self._mo_ref = itertools.count(1)
-        self._rr = itertools.count()
-        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
-        self._server: asyncio.Server | None = None
-        self._connections: set[_Connection] = set()
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._source_cache: dict[bytes, str] = {}
-        self._record_file: Any = None
-        self._flush_handle: asyncio.TimerHandle | None = None
-        # Receipts: a heap of (due, n, record, origin connection) and one timer.
-        self._receipts: list[tuple[float, int, RecordedSubmit, _Connection]] = []
-        self._receipt_n = itertools.count()
-        self._receipt_timer: asyncio.TimerHandle | None = None
-        self._receipt_due = float("inf")
-        self._held: dict[str, deque[RecordedSubmit]] = {}  # no receiver bound yet
         self._stamp_minute = -1
         self._stamp = b""
 
-    # lifecycle -------------------------------------------------------------
-
-    async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        if self.record is not None:
-            self._record_file = self.record.open("ab", buffering=1 << 16)
-            self._flush_handle = self._loop.call_later(1.0, self._flush_record)
-        self._server = await self._loop.create_server(
-            lambda: _Connection(self), self.host, self.port
-        )
-        sock = self._server.sockets[0].getsockname()
-        self.port = sock[1]
-        log.info("SMSC simulator listening on %s:%d", self.host, self.port)
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for conn in list(self._connections):
-            conn.abort()
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
-        for handle in (self._receipt_timer, self._flush_handle):
-            if handle is not None:
-                handle.cancel()
-        self._receipt_timer = self._flush_handle = None
-        self._receipts.clear()
-        self._receipt_due = float("inf")
-        if self._record_file is not None:
-            self._record_file.close()
-            self._record_file = None
-        for _, fut in self._waiters:
-            if not fut.done():
-                fut.set_exception(SimulatorError("simulator stopped"))
-
-    async def __aenter__(self) -> SmscSimulator:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    async def drop_connections(self) -> None:
-        """Cut every connection at once (RST, nothing flushed), like a network failure."""
-        conns = list(self._connections)
-        if conns:
-            log.info("SMSC simulator dropping %d connection(s)", len(conns))
-        for conn in conns:
-            conn.abort()
-        await asyncio.sleep(0)  # let connection_lost run
+    def _connection(self) -> _Connection:
+        return _Connection(self)
 
     @property
     def bound(self) -> int:
         return sum(1 for c in self._connections if c.mode is not None)
 
-    @property
-    def connections(self) -> int:
-        return len(self._connections)
-
-    def faults(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in FAULTS}
-
-    def set_faults(self, **values: Any) -> None:
-        """Set fault attributes by name, with type checks (for the control endpoint)."""
-        checked = {}
-        for name, value in values.items():
-            kind = FAULTS.get(name)
-            if kind is None:
-                raise ValueError(f"unknown fault {name!r}; known: {', '.join(FAULTS)}")
-            if kind is bool:
-                if not isinstance(value, bool):
-                    raise ValueError(f"{name} must be true or false")
-            elif kind is str:
-                if value not in MESSAGE_STATES:
-                    raise ValueError(f"{name} must be one of {', '.join(MESSAGE_STATES)}")
-            elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ValueError(f"{name} must be a number >= 0")
-            elif kind is int and value != int(value):
-                raise ValueError(f"{name} must be a whole number")
-            checked[name] = kind(value)
-        for name, value in checked.items():
-            setattr(self, name, value)
-        log.info("SMSC simulator faults set: %s", values)
-
     def stats(self) -> dict[str, Any]:
-        return {
-            "submit_count": self.submit_count,
-            "received_count": self.received_count,
-            "throttled_count": self.throttled_count,
-            "failed_count": self.failed_count,
-            "rejected_count": self.rejected_count,
-            "dlr_count": self.dlr_count,
-            "dlr_pending": len(self._receipts) + sum(len(q) for q in self._held.values()),
-            "mo_count": self.mo_count,
-            "connections": self.connections,
-            "bound": self.bound,
-            "kept": len(self.submits),
-            "faults": self.faults(),
-        }
+        return {**super().stats(), "bound": self.bound}
 
     # recording -------------------------------------------------------------
 
@@ -1118,149 +943,28 @@ class SmscSimulator:
         text = self._source_cache[raw] = raw.decode("latin-1")
         return text
 
-    def _accept(self, rec: RecordedSubmit, conn: _Connection) -> None:
-        self.submits.append(rec)
-        self.submit_count += 1
-        if self._record_file is not None:
-            self._record_file.write(orjson.dumps(rec.as_dict()) + b"\n")
-        if self.dlr:
-            rd = rec.registered_delivery & 0x03  # §5.2.17 bits 1-0
-            if rd == 1 or (rd == 2 and self.dlr_status != "DELIVRD"):
-                self._schedule_receipt(rec, conn)
-
-    def _flush_record(self) -> None:
-        if self._record_file is not None:
-            self._record_file.flush()
-            self._flush_handle = self._loop.call_later(1.0, self._flush_record)
-
-    def _wake_waiters(self) -> None:
-        count = self.submit_count
-        for want, fut in self._waiters:
-            if count >= want and not fut.done():
-                fut.set_result(None)
-
-    async def wait_for(self, count: int, timeout: float = 5.0) -> None:
-        """Wait until submit_count >= count; TimeoutError says how far it got."""
-        if self.submit_count >= count:
-            return
-        entry = (count, self._loop.create_future())
-        self._waiters.append(entry)
-        try:
-            async with asyncio.timeout(timeout):
-                await entry[1]
-        except TimeoutError:
-            raise TimeoutError(
-                f"SMSC simulator got {self.submit_count} of {count} submit_sm in {timeout}s"
-            ) from None
-        finally:
-            self._waiters.remove(entry)
-
-    def messages(self) -> list[tuple[str, str, str]]:
-        """(destination, source, text) per message, concatenated parts reassembled.
-
-        Parts are grouped by (source, destination, ref, total) from the UDH or
-        SAR TLVs and placed where their first part arrived. A message missing
-        a part is left out. GSM parts are decoded one by one (a part ending
-        inside an escape shows U+FFFD); other codings are joined as octets
-        first, so a surrogate pair split across UCS-2 parts still decodes.
-        """
-        slots: list[tuple[str, str, str] | None] = []
-        open_groups: dict[tuple[str, str, int, int], tuple[int, dict[int, RecordedSubmit]]] = {}
-        for rec in self.submits:
-            concat = rec.concat
-            if concat is None or concat[1] < 2:
-                slots.append((rec.destination, rec.source, rec.text))
-                continue
-            ref, total, seq = concat
-            key = (rec.source, rec.destination, ref, total)
-            group = open_groups.get(key)
-            if group is None or seq in group[1]:  # a new message reusing the reference
-                group = open_groups[key] = (len(slots), {})
-                slots.append(None)
-            group[1][seq] = rec
-            if len(group[1]) == total and all(s in group[1] for s in range(1, total + 1)):
-                parts = [group[1][s] for s in range(1, total + 1)]
-                slots[group[0]] = (rec.destination, rec.source, _join_parts(parts))
-                del open_groups[key]
-        return [s for s in slots if s is not None]
+    def _join(self, parts: list[RecordedSubmit]) -> str:
+        """GSM parts join as text, since a septet stream cannot split an
+        escape across parts; other codings are joined as octets first, so a
+        surrogate pair split across UCS-2 parts still decodes."""
+        coding = parts[0].data_coding
+        if CHARSETS[coding & 0xFF] is CHARSET_GSM:
+            return "".join(p.text for p in parts)
+        return decode_text(coding, b"".join(p.user_data for p in parts))
 
     # delivery receipts -----------------------------------------------------
 
-    def _schedule_receipt(self, rec: RecordedSubmit, conn: _Connection) -> None:
-        due = self._loop.time() + self.response_delay + self.dlr_delay
-        heapq.heappush(self._receipts, (due, next(self._receipt_n), rec, conn))
-        if due < self._receipt_due:
-            if self._receipt_timer is not None:
-                self._receipt_timer.cancel()
-            self._receipt_due = due
-            self._receipt_timer = self._loop.call_at(due, self._send_due_receipts)
+    def _wants_dlr(self, rec: RecordedSubmit) -> bool:
+        rd = rec.registered_delivery & 0x03  # §5.2.17 bits 1-0
+        return rd == 1 or (rd == 2 and self.dlr_status != "DELIVRD")
 
-    def _send_due_receipts(self, merge: tuple[_Connection, list[bytes]] | None = None) -> None:
-        """Write every due receipt, one write per connection per tick.
+    def _owner(self, rec: RecordedSubmit) -> str:
+        return rec.system_id
 
-        `merge` is (connection, its pending output) when called from
-        data_received: receipts for that connection then join the same write
-        as the responses, after them.
-        """
-        if self._receipt_timer is not None:
-            self._receipt_timer.cancel()
-        self._receipt_timer = None
-        self._receipt_due = float("inf")
-        now = self._loop.time()
-        heap = self._receipts
-        due: list[tuple[RecordedSubmit, _Connection]] = []
-        while heap and heap[0][0] <= now:
-            _, _, rec, conn = heapq.heappop(heap)
-            due.append((rec, conn))
-        if due:
-            self._deliver_receipts(due, merge)
-        if heap:
-            self._receipt_due = heap[0][0]
-            self._receipt_timer = self._loop.call_at(self._receipt_due, self._send_due_receipts)
-
-    def _deliver_receipts(
-        self,
-        due: Iterable[tuple[RecordedSubmit, _Connection]],
-        merge: tuple[_Connection, list[bytes]] | None = None,
-    ) -> None:
-        batches: dict[_Connection, list[RecordedSubmit]] = {}
-        targets: dict[tuple[_Connection, str], _Connection | None] = {}
-        for rec, origin in due:
-            key = (origin, rec.system_id)
-            if key not in targets:
-                targets[key] = self._receipt_target(origin, rec.system_id)
-            target = targets[key]
-            if target is None:
-                held = self._held.get(rec.system_id)
-                if held is None:
-                    held = self._held[rec.system_id] = deque(maxlen=_HELD_RECEIPTS_MAX)
-                held.append(rec)
-            else:
-                batches.setdefault(target, []).append(rec)
+    def _dlr_frames(self, conn: _Connection, recs: list[RecordedSubmit]) -> list[bytes]:
         status = self.dlr_status.encode()
         done = self._minute_stamp(time.time())
-        for conn, recs in batches.items():
-            pdus = [self._receipt_pdu(conn, rec, status, done) for rec in recs]
-            if merge is not None and conn is merge[0]:
-                merge[1].extend(pdus)
-                self.dlr_count += len(recs)
-            elif conn.write(b"".join(pdus)):
-                self.dlr_count += len(recs)
-
-    def _receipt_target(self, origin: _Connection, system_id: str) -> _Connection | None:
-        """The origin if a bound transceiver, else a receiver bound with the same system_id."""
-        if origin.mode == "transceiver" and not origin._closed:
-            return origin
-        for conn in self._connections:
-            if conn.mode in _CAN_RECEIVE and conn.system_id == system_id and not conn._closed:
-                return conn
-        return None
-
-    def _flush_held_receipts(self, conn: _Connection) -> None:
-        held = self._held.pop(conn.system_id, None)
-        if held and conn.mode in _CAN_RECEIVE:
-            log.info("SMSC-SIM[%s] sending %d held receipt(s)", conn.peer, len(held))
-            self._deliver_receipts((rec, conn) for rec in held)
+        return [self._receipt_pdu(conn, rec, status, done) for rec in recs]
 
     def _minute_stamp(self, t: float) -> bytes:
         minute = int(t // 60)
@@ -1307,11 +1011,7 @@ class SmscSimulator:
         deliver_sm_resp; raises SimulatorError if none is bound, a part is
         refused, or the ESME does not answer within `timeout` seconds.
         """
-        receivers = [c for c in self._connections if c.mode in _CAN_RECEIVE and not c._closed]
-        if not receivers:
-            raise SimulatorError("no receiver or transceiver is bound to take an MO")
-        receivers.sort(key=id)
-        conn = receivers[next(self._rr) % len(receivers)]
+        conn = self._mo_target("no receiver or transceiver is bound to take an MO")
         coding, esm_class, parts = split_mo(text, next(self._mo_ref))
         pdus, futures = [], []
         for sm in parts:
@@ -1334,14 +1034,7 @@ class SmscSimulator:
             futures.append(conn.expect_response(seq))
         conn.write(b"".join(pdus))
         self.mo_count += len(parts)
-        try:
-            async with asyncio.timeout(timeout):
-                statuses = await asyncio.gather(*futures)
-        except TimeoutError:
-            raise SimulatorError(f"no deliver_sm_resp within {timeout}s") from None
-        finally:
-            for fut in futures:
-                fut.cancel()
+        statuses = await self._await_mo(futures, timeout, "no deliver_sm_resp")
         refused = [s for s in statuses if s]
         if refused:
             raise SimulatorError(f"ESME refused the MO with status 0x{refused[0] & 0xFFFFFFFF:02x}")
@@ -1351,151 +1044,25 @@ class SmscSimulator:
 _RECEIPT_UNSAFE = re.compile("[^A-Za-z0-9 !\"#%&'()*+,\\-./:;<=>?]")
 
 
-def _join_parts(parts: list[RecordedSubmit]) -> str:
-    coding = parts[0].data_coding
-    if CHARSETS[coding & 0xFF] is CHARSET_GSM:
-        return "".join(p.text for p in parts)
-    return decode_text(coding, b"".join(p.user_data for p in parts))
-
-
 # --------------------------------------------------------------------------
 # Command line: `omnigate sim smpp ...` (wired in by omnigate/cli.py)
 # --------------------------------------------------------------------------
 
 
-def parse_hostport(value: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
-    """'HOST:PORT', '[v6]:PORT' or 'PORT' to (host, port)."""
-    host, sep, port = value.rpartition(":")
-    if not sep:
-        host, port = default_host, value
-    host = host.strip("[]") or default_host
-    try:
-        number = int(port)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not HOST:PORT") from None
-    if not 0 <= number <= 65535:
-        raise argparse.ArgumentTypeError(f"port {number} is out of range")
-    return host, number
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--listen",
-        type=parse_hostport,
-        default=("127.0.0.1", 2775),
-        metavar="HOST:PORT",
-        help="where ESMEs connect (default 127.0.0.1:2775)",
+    add_common_arguments(
+        parser, SmscSimulator, port=2775, peers="ESMEs", logins="binds", unit="submit_sm",
+        response="submit_sm_resp", throttle="ESME_RTHROTTLED",
+        fail="ESME_RINVDSTADR (permanent)",
+        dlr="send delivery receipts when registered_delivery asks",
+        dlr_delay="seconds between submit_sm_resp and the receipt",
+        dlr_status="receipt stat: value (default DELIVRD)",
     )
     parser.add_argument("--system-id", help="accept binds only with this system_id")
-    parser.add_argument("--password", help="accept binds only with this password")
-    parser.add_argument(
-        "--dlr", action="store_true", help="send delivery receipts when registered_delivery asks"
-    )
-    parser.add_argument(
-        "--dlr-delay",
-        type=float,
-        default=0.0,
-        metavar="S",
-        help="seconds between submit_sm_resp and the receipt",
-    )
-    parser.add_argument(
-        "--dlr-status",
-        default="DELIVRD",
-        choices=list(MESSAGE_STATES),
-        help="receipt stat: value (default DELIVRD)",
-    )
-    parser.add_argument(
-        "--record", metavar="FILE.jsonl", help="append one JSON line per accepted submit_sm"
-    )
-    parser.add_argument(
-        "--control",
-        metavar="HOST:PORT",
-        help="HTTP control endpoint: POST /mo, GET /submits, GET /stats, POST /faults",
-    )
-    parser.add_argument(
-        "--throttle-every",
-        type=int,
-        default=0,
-        metavar="N",
-        help="answer every Nth submit_sm with ESME_RTHROTTLED",
-    )
-    parser.add_argument(
-        "--fail-every",
-        type=int,
-        default=0,
-        metavar="N",
-        help="answer every Nth submit_sm with ESME_RINVDSTADR (permanent)",
-    )
-    parser.add_argument(
-        "--drop-after",
-        type=int,
-        default=0,
-        metavar="N",
-        help="close each connection after its Nth submit_sm",
-    )
-    parser.add_argument(
-        "--response-delay",
-        type=float,
-        default=0.0,
-        metavar="S",
-        help="send every submit_sm_resp S seconds late",
-    )
-    parser.add_argument(
-        "--no-response", action="store_true", help="never answer submit_sm (response-timeout tests)"
-    )
-    parser.add_argument(
-        "--keep",
-        type=int,
-        default=100_000,
-        metavar="N",
-        help="recorded submits kept in memory (default 100000)",
-    )
 
 
 def simulator_from_args(args: argparse.Namespace) -> SmscSimulator:
-    host, port = args.listen
-    return SmscSimulator(
-        host=host,
-        port=port,
-        system_id=args.system_id,
-        password=args.password,
-        dlr=args.dlr,
-        dlr_delay=args.dlr_delay,
-        dlr_status=args.dlr_status,
-        record=args.record,
-        throttle_every=args.throttle_every,
-        fail_every=args.fail_every,
-        drop_after=args.drop_after,
-        response_delay=args.response_delay,
-        no_response=args.no_response,
-        keep=args.keep,
-    )
-
-
-async def serve(
-    sim: SmscSimulator, control: str | None = None, *, ready: asyncio.Event | None = None
-) -> None:
-    """Start the simulator (and its control endpoint) and run until cancelled.
-
-    `ready` is set once both listen, for callers that must know (tests).
-    """
-    await sim.start()
-    runner = None
-    try:
-        print(f"SMSC simulator listening on {sim.host}:{sim.port}", flush=True)
-        if control:
-            from omnigate.sim.control import start_control
-
-            host, port = parse_hostport(control)
-            runner, bound_port = await start_control(sim, host, port)
-            print(f"SMSC simulator control on http://{host}:{bound_port}/", flush=True)
-        if ready is not None:
-            ready.set()
-        await asyncio.Event().wait()
-    finally:
-        if runner is not None:
-            await runner.cleanup()
-        await sim.stop()
+    return SmscSimulator(system_id=args.system_id, **common_options(args))
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -1505,33 +1072,7 @@ async def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m omnigate.sim.smpp`, for use without the omnigate command."""
-    parser = argparse.ArgumentParser(
-        prog="python -m omnigate.sim.smpp",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:  # uvloop roughly halves the simulator's CPU per PDU (bench/sim_ceiling.py)
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
-    except ImportError:
-        loop_factory = None
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(_run_until_signal(args))
-
-
-async def _run_until_signal(args: argparse.Namespace) -> None:
-    """run() until SIGINT or SIGTERM, then stop cleanly (the record file is flushed)."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    assert task is not None
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await run(args)
+    cli_main("python -m omnigate.sim.smpp", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@ Like `sim.smpp`, it ships with the product: it takes logins (OT 60), answers sub
 notifications (OT 53) and MO messages (OT 52), answers alerts (OT 31), and injects
 faults on demand. Its frame parser and field checks are written here, from the EMI
 spec, and share nothing with `omnigate.carriers.ucp.codec`; text and UDH decoding
-come from `sim.smpp`, which has its own GSM 03.38 table. So the two sides do not
-mirror each other's mistakes: both are tested against frames computed by hand.
+come from `sim.smpp`, which has its own GSM 03.38 table; faults, recording, DLR
+queues and the command line from `sim.base`. So the two sides do not mirror each
+other's mistakes: both are tested against frames computed by hand.
 
 It is strict where a real SMSC may be lenient, to catch our own mistakes. Each of
 these is a *violation* - logged, counted in `violations` - and answered as an SMSC
@@ -44,29 +45,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import heapq
-import itertools
 import logging
 import re
-import signal
 import time
-from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from omnigate.sim.smpp import (
+from omnigate.sim.base import (
+    SimConnection,
+    Simulator,
     SimulatorError,
-    decode_text,
-    gsm_decode,
-    gsm_encode,
-    parse_hostport,
-    split_mo,
-    udh_concat,
+    SimulatorOptions,
+    add_common_arguments,
+    cli_main,
+    common_options,
+    serve,
 )
+from omnigate.sim.smpp import decode_text, gsm_decode, gsm_encode, split_mo, udh_concat
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 log = logging.getLogger("omnigate.sim.ucp")
 
@@ -254,6 +252,7 @@ class RecordedSubmit:
     message_class: str  # MCLs
     received_at: float
     scts: str
+    oadc: str  # OAdC as sent (packed when alphanumeric): what a notification gives back
 
     @property
     def text(self) -> str:
@@ -336,37 +335,30 @@ def _check_submit(f: list[str]) -> tuple[str, str, str, str, int, bytes, bytes |
 # --------------------------------------------------------------------------
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(SimConnection[RecordedSubmit]):
     """The SMSC side of one TCP connection: parse strictly, answer, record."""
 
+    sim: UcpSimulator
+
     def __init__(self, sim: UcpSimulator) -> None:
-        self.sim = sim
-        self.transport: asyncio.Transport | None = None
-        self.peer = "?"
+        super().__init__(sim)
         self.user: str | None = None  # set once logged in
-        self.submits = 0  # OT 51 on this connection (drop_after)
-        self._buf = b""
         self._last_trn: int | None = None  # the SMT's last operation TRN
         self._unanswered: set[int] = set()  # the SMT's operations awaiting our result
         self._trn = -1  # our own operations' TRN
         self._waiting: dict[int, tuple[int, asyncio.Future[str]]] = {}
-        self._closed = False
+
+    @property
+    def receives_for(self) -> str | None:
+        return self.user
 
     def _log(self, level: int, msg: str, *args: Any) -> None:
         log.log(level, "UCP-SIM[%s] " + msg, self.peer, *args)
 
     # asyncio.Protocol ------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        peer = transport.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
-        self.sim._connections.add(self)
-        self._log(logging.DEBUG, "connected")
-
     def connection_lost(self, exc: Exception | None) -> None:
-        self._closed = True
-        self.sim._connections.discard(self)
+        super().connection_lost(exc)
         if self.user is not None:
             self._log(logging.INFO, "%r disconnected", self.user)
         self.user = None
@@ -562,8 +554,8 @@ class _Connection(asyncio.Protocol):
         scts = sim._scts(adc, now)
         rec = RecordedSubmit(
             f"{adc}:{scts}", self.user or "", source, otoa, adc, mt, dcs, data, udh,
-            f[F["NRq"]], f[F["NT"]], f[F["VP"]], f[F["MCLs"]], now, scts)
-        sim._accept(rec, self, f[F["OAdC"]])
+            f[F["NRq"]], f[F["NT"]], f[F["VP"]], f[F["MCLs"]], now, scts, f[F["OAdC"]])
+        sim._accept(rec, self)
         self._answer(trn, ["A", "", rec.message_id], replies)
         return self._drop_due()
 
@@ -574,13 +566,6 @@ class _Connection(asyncio.Protocol):
         replies.append(frame(trn, "R", 51, fields))
         if self.sim.response_delay > 0:
             self._unanswered.add(trn)  # until _write_late sends it
-
-    def _drop_due(self) -> bool:
-        drop_after = self.sim.drop_after
-        if drop_after and self.submits >= drop_after:
-            self._log(logging.INFO, "drop_after=%d reached; closing", drop_after)
-            return True
-        return False
 
     def _write_late(self, frames: list[bytes]) -> None:
         for fr in frames:
@@ -596,182 +581,40 @@ class _Connection(asyncio.Protocol):
         self._waiting[self._trn] = (ot, fut)
         return frame(self._trn, "O", ot, fields), fut
 
-    def write(self, data: bytes) -> bool:
-        if self._closed or self.transport is None or self.transport.is_closing():
-            return False
-        self.transport.write(data)
-        return True
-
-    def abort(self) -> None:
-        self._closed = True
-        if self.transport is not None:
-            self.transport.abort()
 
 
 # --------------------------------------------------------------------------
 # The simulator
 # --------------------------------------------------------------------------
 
-FAULTS: dict[str, type] = {
-    "throttle_every": int, "fail_every": int, "drop_after": int,
-    "response_delay": float, "no_response": bool, "dlr": bool, "dlr_delay": float,
-    "dlr_status": str,
-}
-_HELD_MAX = 100_000
-
-
-class UcpSimulator:
+class UcpSimulator(Simulator[RecordedSubmit, _Connection]):
     """A UCP/EMI 4.x SMSC on a real TCP port. See the module docstring for faults."""
 
-    def __init__(
-        self,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        user: str | None = None,
-        password: str | None = None,
-        dlr: bool = False,
-        dlr_delay: float = 0.0,
-        dlr_status: str = "delivered",
-        record: str | Path | None = None,
-        throttle_every: int = 0,
-        fail_every: int = 0,
-        drop_after: int = 0,
-        response_delay: float = 0.0,
-        no_response: bool = False,
-        keep: int = 1_000_000,
-    ) -> None:
-        if dlr_status not in DLR_STATES:
-            raise ValueError(f"dlr_status must be one of {', '.join(DLR_STATES)}")
-        self.host = host
-        self.port = port
+    NAME = "UCP simulator"
+    LOG_PREFIX = "UCP-SIM"
+    UNITS = "OT 51"
+    DLR_STATUSES = DLR_STATES
+    DLR_STATUS_DEFAULT = "delivered"
+    log = log
+
+    def __init__(self, *, user: str | None = None,
+                 **options: Unpack[SimulatorOptions]) -> None:
+        super().__init__(**options)
         self.user = user
-        self.password = password
-        self.dlr = dlr
-        self.dlr_delay = dlr_delay
-        self.dlr_status = dlr_status
-        self.record = Path(record) if record is not None else None
-        self.throttle_every = throttle_every
-        self.fail_every = fail_every
-        self.drop_after = drop_after
-        self.response_delay = response_delay
-        self.no_response = no_response
-        self.keep = keep
-
-        self.submits: deque[RecordedSubmit] = deque(maxlen=keep)
         self.violations: list[str] = []  # protocol rules our peer broke
-        self.submit_count = 0
-        self.received_count = 0
-        self.throttled_count = 0
-        self.failed_count = 0
-        self.rejected_count = 0
-        self.dlr_count = 0
-        self.mo_count = 0
         self.alert_count = 0  # OT 31 answered
-
-        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
-        self._server: asyncio.Server | None = None
-        self._connections: set[_Connection] = set()
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._last_scts: dict[str, int] = {}
-        self._mo_ref = itertools.count(1)
-        self._rr = itertools.count()
-        self._record_file: Any = None
-        # Notifications: a heap of (due, n, record, raw OAdC, origin) and one timer.
-        self._dlrs: list[tuple[float, int, RecordedSubmit, str, _Connection]] = []
-        self._dlr_n = itertools.count()
-        self._dlr_timer: asyncio.TimerHandle | None = None
-        self._held: dict[str, deque[tuple[RecordedSubmit, str]]] = {}
 
-    # lifecycle -------------------------------------------------------------
-
-    async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        if self.record is not None:
-            self._record_file = self.record.open("ab", buffering=1 << 16)
-        self._server = await self._loop.create_server(lambda: _Connection(self), self.host,
-                                                      self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-        log.info("UCP simulator listening on %s:%d", self.host, self.port)
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for conn in list(self._connections):
-            conn.abort()
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
-        if self._dlr_timer is not None:
-            self._dlr_timer.cancel()
-            self._dlr_timer = None
-        self._dlrs.clear()
-        if self._record_file is not None:
-            self._record_file.close()
-            self._record_file = None
-        for _, fut in self._waiters:
-            if not fut.done():
-                fut.set_exception(SimulatorError("simulator stopped"))
-
-    async def __aenter__(self) -> UcpSimulator:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    async def drop_connections(self) -> None:
-        """Cut every connection at once (RST, nothing flushed), like a network failure."""
-        conns = list(self._connections)
-        if conns:
-            log.info("UCP simulator dropping %d connection(s)", len(conns))
-        for conn in conns:
-            conn.abort()
-        await asyncio.sleep(0)
+    def _connection(self) -> _Connection:
+        return _Connection(self)
 
     @property
     def logged_in(self) -> int:
         return sum(1 for c in self._connections if c.user is not None)
 
-    @property
-    def connections(self) -> int:
-        return len(self._connections)
-
-    def faults(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in FAULTS}
-
-    def set_faults(self, **values: Any) -> None:
-        """Set fault attributes by name, with type checks (for the control endpoint)."""
-        checked = {}
-        for name, value in values.items():
-            kind = FAULTS.get(name)
-            if kind is None:
-                raise ValueError(f"unknown fault {name!r}; known: {', '.join(FAULTS)}")
-            if kind is bool:
-                if not isinstance(value, bool):
-                    raise ValueError(f"{name} must be true or false")
-            elif kind is str:
-                if value not in DLR_STATES:
-                    raise ValueError(f"{name} must be one of {', '.join(DLR_STATES)}")
-            elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ValueError(f"{name} must be a number >= 0")
-            elif kind is int and value != int(value):
-                raise ValueError(f"{name} must be a whole number")
-            checked[name] = kind(value)
-        for name, value in checked.items():
-            setattr(self, name, value)
-        log.info("UCP simulator faults set: %s", values)
-
     def stats(self) -> dict[str, Any]:
-        return {
-            "submit_count": self.submit_count, "received_count": self.received_count,
-            "throttled_count": self.throttled_count, "failed_count": self.failed_count,
-            "rejected_count": self.rejected_count, "dlr_count": self.dlr_count,
-            "mo_count": self.mo_count, "alert_count": self.alert_count,
-            "violations": len(self.violations),
-            "connections": self.connections, "logged_in": self.logged_in,
-            "kept": len(self.submits), "faults": self.faults(),
-        }
+        return {**super().stats(), "alert_count": self.alert_count,
+                "violations": len(self.violations), "logged_in": self.logged_in}
 
     # recording -------------------------------------------------------------
 
@@ -784,60 +627,26 @@ class UcpSimulator:
         self._last_scts[adc] = second
         return time.strftime("%d%m%y%H%M%S", time.gmtime(second))
 
-    def _accept(self, rec: RecordedSubmit, conn: _Connection, raw_oadc: str) -> None:
-        self.submits.append(rec)
-        self.submit_count += 1
-        if self._record_file is not None:
-            self._record_file.write(orjson.dumps(rec.as_dict()) + b"\n")
-        if self.dlr and rec.nrq == "1":
-            nt = int(rec.nt or "0")
-            bit = {"delivered": 1, "undelivered": 2, "buffered": 4}[self.dlr_status]
-            if nt & bit:
-                due = self._loop.time() + self.response_delay + self.dlr_delay
-                heapq.heappush(self._dlrs, (due, next(self._dlr_n), rec, raw_oadc, conn))
-                self._arm_dlrs()
+    def _join(self, parts: list[RecordedSubmit]) -> str:
+        """MT=3 parts join as text; UCS-2 parts as octets first, so a surrogate pair
+        split across parts decodes."""
+        if parts[0].mt == "3":
+            return "".join(p.text for p in parts)
+        return decode_text(parts[0].data_coding, b"".join(p.user_data for p in parts))
 
-    def _arm_dlrs(self) -> None:
-        if self._dlr_timer is not None:
-            self._dlr_timer.cancel()
-        self._dlr_timer = None
-        if self._dlrs:
-            self._dlr_timer = self._loop.call_at(self._dlrs[0][0], self._send_due_dlrs)
+    # notifications ---------------------------------------------------------
 
-    def _send_due_dlrs(self) -> None:
-        self._dlr_timer = None
-        now = self._loop.time()
-        batches: dict[_Connection, list[bytes]] = {}
-        while self._dlrs and self._dlrs[0][0] <= now:
-            _, _, rec, raw_oadc, origin = heapq.heappop(self._dlrs)
-            target = self._target(origin, rec.user)
-            if target is None:
-                held = self._held.setdefault(rec.user, deque(maxlen=_HELD_MAX))
-                held.append((rec, raw_oadc))
-                continue
-            batches.setdefault(target, []).append(self._notification(target, rec, raw_oadc))
-        for conn, frames in batches.items():
-            if conn.write(b"".join(frames)):
-                self.dlr_count += len(frames)
-        self._arm_dlrs()
+    def _wants_dlr(self, rec: RecordedSubmit) -> bool:
+        bit = {"delivered": 1, "undelivered": 2, "buffered": 4}[self.dlr_status]
+        return rec.nrq == "1" and bool(int(rec.nt or "0") & bit)
 
-    def _target(self, origin: _Connection, user: str) -> _Connection | None:
-        if origin.user is not None and not origin._closed:
-            return origin
-        for conn in self._connections:
-            if conn.user == user and not conn._closed:
-                return conn
-        return None
+    def _owner(self, rec: RecordedSubmit) -> str:
+        return rec.user
 
-    def _flush_held(self, conn: _Connection) -> None:
-        held = self._held.pop(conn.user or "", None)
-        if held and conn.user is not None:
-            log.info("UCP-SIM[%s] sending %d held notification(s)", conn.peer, len(held))
-            frames = [self._notification(conn, rec, raw) for rec, raw in held]
-            if conn.write(b"".join(frames)):
-                self.dlr_count += len(frames)
+    def _dlr_frames(self, conn: _Connection, recs: list[RecordedSubmit]) -> list[bytes]:
+        return [self._notification(conn, rec) for rec in recs]
 
-    def _notification(self, conn: _Connection, rec: RecordedSubmit, raw_oadc: str) -> bytes:
+    def _notification(self, conn: _Connection, rec: RecordedSubmit) -> bytes:
         """OT 53 naming the message by its AdC and SCTS (EMI §5.5)."""
         dst, rsn = DLR_STATES[self.dlr_status]
         done = time.gmtime()
@@ -848,61 +657,12 @@ class UcpSimulator:
                 f"{time.strftime('%Y-%m-%d', done)} at {time.strftime('%H:%M:%S', done)}")
         septets = gsm_encode(text) or b""
         f = [""] * len(FIELDS_50)
-        f[F["AdC"]], f[F["OAdC"]], f[F["OTOA"]] = rec.destination, raw_oadc, rec.otoa
+        f[F["AdC"]], f[F["OAdC"]], f[F["OTOA"]] = rec.destination, rec.oadc, rec.otoa
         f[F["SCTS"]], f[F["Dst"]], f[F["Rsn"]], f[F["DSCTS"]] = rec.scts, dst, rsn, dscts
         f[F["MT"]], f[F["Msg"]] = "3", septets.hex().upper()
         data, fut = conn.operation(53, f)
         fut.add_done_callback(_ignore_result)
         return data
-
-    def _wake_waiters(self) -> None:
-        count = self.submit_count
-        for want, fut in self._waiters:
-            if count >= want and not fut.done():
-                fut.set_result(None)
-
-    async def wait_for(self, count: int, timeout: float = 5.0) -> None:
-        """Wait until submit_count >= count; TimeoutError says how far it got."""
-        if self.submit_count >= count:
-            return
-        entry = (count, self._loop.create_future())
-        self._waiters.append(entry)
-        try:
-            async with asyncio.timeout(timeout):
-                await entry[1]
-        except TimeoutError:
-            raise TimeoutError(f"UCP simulator got {self.submit_count} of {count} OT 51 in "
-                               f"{timeout}s") from None
-        finally:
-            self._waiters.remove(entry)
-
-    def messages(self) -> list[tuple[str, str, str]]:
-        """(destination, source, text) per message, concatenated parts reassembled in
-        the order their first part arrived; a message missing a part is left out. UCS-2
-        parts are joined as octets first, so a surrogate pair split across parts decodes."""
-        slots: list[tuple[str, str, str] | None] = []
-        groups: dict[tuple[str, str, int, int], tuple[int, dict[int, RecordedSubmit]]] = {}
-        for rec in self.submits:
-            concat = rec.concat
-            if concat is None or concat[1] < 2:
-                slots.append((rec.destination, rec.source, rec.text))
-                continue
-            ref, total, seq = concat
-            key = (rec.source, rec.destination, ref, total)
-            group = groups.get(key)
-            if group is None or seq in group[1]:
-                group = groups[key] = (len(slots), {})
-                slots.append(None)
-            group[1][seq] = rec
-            if len(group[1]) == total:
-                parts = [group[1][s] for s in range(1, total + 1)]
-                if parts[0].mt == "3":
-                    text = "".join(p.text for p in parts)
-                else:
-                    text = decode_text(parts[0].data_coding, b"".join(p.user_data for p in parts))
-                slots[group[0]] = (rec.destination, rec.source, text)
-                del groups[key]
-        return [s for s in slots if s is not None]
 
     # MO --------------------------------------------------------------------
 
@@ -912,11 +672,7 @@ class UcpSimulator:
         else UCS-2 in TMsg with DCS 08; long texts in parts with a concatenation UDH in
         XSer 01. Returns once every part has a positive result; SimulatorError if no
         SMT is logged in, a part is refused, or no result comes within `timeout`."""
-        conns = sorted((c for c in self._connections if c.user is not None and not c._closed),
-                       key=id)
-        if not conns:
-            raise SimulatorError("no SMT is logged in to take an MO")
-        conn = conns[next(self._rr) % len(conns)]
+        conn = self._mo_target("no SMT is logged in to take an MO")
         coding, udhi, parts = split_mo(text, next(self._mo_ref))
         number = source.lstrip("+")
         if number.isdigit():
@@ -942,14 +698,7 @@ class UcpSimulator:
             futures.append(fut)
         conn.write(b"".join(frames))
         self.mo_count += len(parts)
-        try:
-            async with asyncio.timeout(timeout):
-                results = await asyncio.gather(*futures)
-        except TimeoutError:
-            raise SimulatorError(f"no result for OT 52 within {timeout}s") from None
-        finally:
-            for fut in futures:
-                fut.cancel()
+        results = await self._await_mo(futures, timeout, "no result for OT 52")
         refused = [ec for ec in results if ec]
         if refused:
             raise SimulatorError(f"the SMT refused the MO with EC {refused[0]}")
@@ -966,65 +715,18 @@ def _ignore_result(fut: asyncio.Future[str]) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--listen", type=parse_hostport, default=("127.0.0.1", 3006),
-                        metavar="HOST:PORT", help="where SMTs connect (default 127.0.0.1:3006)")
+    add_common_arguments(
+        parser, UcpSimulator, port=3006, peers="SMTs", logins="logins", unit="OT 51",
+        response="OT 51 result", throttle="EC 04 (not allowed at this point)",
+        fail="EC 06 (AdC invalid, permanent)",
+        dlr="send delivery notifications (OT 53) when NRq=1 asks",
+        dlr_delay="seconds between the OT 51 result and the notification",
+        dlr_status="what notifications say (default delivered)")
     parser.add_argument("--user", help="accept logins (OT 60) only with this OAdC")
-    parser.add_argument("--password", help="accept logins only with this password")
-    parser.add_argument("--dlr", action="store_true",
-                        help="send delivery notifications (OT 53) when NRq=1 asks")
-    parser.add_argument("--dlr-delay", type=float, default=0.0, metavar="S",
-                        help="seconds between the OT 51 result and the notification")
-    parser.add_argument("--dlr-status", default="delivered", choices=list(DLR_STATES),
-                        help="what notifications say (default delivered)")
-    parser.add_argument("--record", metavar="FILE.jsonl",
-                        help="append one JSON line per accepted OT 51")
-    parser.add_argument("--control", metavar="HOST:PORT",
-                        help="HTTP control endpoint: POST /mo, GET /submits, GET /stats, "
-                             "POST /faults")
-    parser.add_argument("--throttle-every", type=int, default=0, metavar="N",
-                        help="answer every Nth OT 51 with EC 04 (not allowed at this point)")
-    parser.add_argument("--fail-every", type=int, default=0, metavar="N",
-                        help="answer every Nth OT 51 with EC 06 (AdC invalid, permanent)")
-    parser.add_argument("--drop-after", type=int, default=0, metavar="N",
-                        help="close each connection after its Nth OT 51")
-    parser.add_argument("--response-delay", type=float, default=0.0, metavar="S",
-                        help="send every OT 51 result S seconds late")
-    parser.add_argument("--no-response", action="store_true",
-                        help="never answer OT 51 (response-timeout tests)")
-    parser.add_argument("--keep", type=int, default=100_000, metavar="N",
-                        help="recorded submits kept in memory (default 100000)")
 
 
 def simulator_from_args(args: argparse.Namespace) -> UcpSimulator:
-    host, port = args.listen
-    return UcpSimulator(host=host, port=port, user=args.user, password=args.password,
-                        dlr=args.dlr, dlr_delay=args.dlr_delay, dlr_status=args.dlr_status,
-                        record=args.record, throttle_every=args.throttle_every,
-                        fail_every=args.fail_every, drop_after=args.drop_after,
-                        response_delay=args.response_delay, no_response=args.no_response,
-                        keep=args.keep)
-
-
-async def serve(sim: UcpSimulator, control: str | None = None, *,
-                ready: asyncio.Event | None = None) -> None:
-    """Start the simulator (and its control endpoint) and run until cancelled."""
-    await sim.start()
-    runner = None
-    try:
-        print(f"UCP simulator listening on {sim.host}:{sim.port}", flush=True)
-        if control:
-            from omnigate.sim.control import start_control
-
-            host, port = parse_hostport(control)
-            runner, bound_port = await start_control(sim, host, port)  # type: ignore[arg-type]
-            print(f"UCP simulator control on http://{host}:{bound_port}/", flush=True)
-        if ready is not None:
-            ready.set()
-        await asyncio.Event().wait()
-    finally:
-        if runner is not None:
-            await runner.cleanup()
-        await sim.stop()
+    return UcpSimulator(user=args.user, **common_options(args))
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -1034,23 +736,7 @@ async def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m omnigate.sim.ucp`, for use without the omnigate command."""
-    parser = argparse.ArgumentParser(prog="python -m omnigate.sim.ucp", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    with contextlib.suppress(KeyboardInterrupt), asyncio.Runner() as runner:
-        runner.run(_run_until_signal(args))
-
-
-async def _run_until_signal(args: argparse.Namespace) -> None:
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    assert task is not None
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await run(args)
+    cli_main("python -m omnigate.sim.ucp", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -429,6 +429,34 @@ async def test_receipt_waits_for_a_receiver_with_the_same_system_id(sim: SmscSim
     assert b"stat:UNDELIV err:001" in dlr.short_message
 
 
+async def test_held_receipts_survive_a_transmitter_bind(sim: SmscSimulator) -> None:
+    # A transmitter cannot take receipts: they stay held until a receiver binds.
+    sim.dlr = True
+
+    def send_twice():
+        c = connect(sim.port, mode="transmitter")
+        try:
+            mid = submit(c, short_message=b"x", registered_delivery=1).message_id
+        finally:
+            close(c)
+        c = connect(sim.port, mode="transmitter")
+        close(c)
+        return mid
+
+    mid = await asyncio.to_thread(send_twice)
+    assert sim.stats()["dlr_pending"] == 1
+
+    def receive():
+        c = connect(sim.port, mode="receiver")
+        try:
+            return read_delivers(c, 1)
+        finally:
+            close(c)
+
+    (dlr,) = await asyncio.to_thread(receive)
+    assert dlr.receipted_message_id == mid and sim.dlr_count == 1
+
+
 async def test_mo_injection(sim: SmscSimulator) -> None:
     with pytest.raises(SimulatorError):
         await sim.inject_mo("+4915112345678", "4000", "nobody bound")
