@@ -19,23 +19,7 @@ from sqlalchemy import select
 
 from omnigate.sim.smpp import SmscSimulator
 from omnigate.store import schema
-from tests.support import make_config
-
-FINAL = {"delivered", "undelivered", "failed", "expired"}
-
-
-async def wait_status(session: aiohttp.ClientSession, base: str, id: int, wanted: set[str],
-                      timeout: float = 10.0) -> dict[str, Any]:
-    """Poll the API (the way a user would) until the message reaches one of `wanted`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        async with session.get(f"{base}/api/v1/messages/{id}") as resp:
-            body = await resp.json()
-        if body.get("status") in wanted:
-            return body
-        if time.monotonic() > deadline:
-            raise AssertionError(f"message {id} stuck in {body.get('status')}: {body}")
-        await asyncio.sleep(0.05)
+from tests.support import FINAL, make_config, wait_status
 
 
 @pytest.fixture

@@ -7,57 +7,34 @@ the link registry (`omnigate.carriers.registry`).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import select
 
-from omnigate.config import Config, parse
+from omnigate.config import Config
 from omnigate.sim.cimd2 import Cimd2Simulator
-from omnigate.store import schema
-
-FINAL = {"delivered", "undelivered", "failed", "expired"}
+from tests.support import (
+    FINAL,
+    make_link_config,
+    send_form,
+    sim_fixture,
+    wait_all_sent,
+    wait_inbound,
+    wait_status,
+)
 
 
 def cimd2_config(store_url: str, port: int, tmp_path: Path, **link: Any) -> Config:
     entry = {"name": "cimd1", "type": "cimd2", "hosts": [f"127.0.0.1:{port}"],
              "user": "omnigate", "password": "secret", "window": 8,
              "reconnect_min": 0.1, "reconnect_max": 0.5, **link}
-    return parse({
-        "store": {"url": store_url},
-        "http": {"listen": "127.0.0.1:0"},
-        "links": [entry],
-        "routes": [{"tiers": [["cimd1"]]}],
-        "traffic_log": {"path": str(tmp_path / "traffic.log")},
-        "retry": {"initial": 0.1, "maximum": 0.5},
-    })
+    return make_link_config(store_url, tmp_path, entry)
 
 
-async def wait_status(session: aiohttp.ClientSession, base: str, id: int, wanted: set[str],
-                      timeout: float = 10.0) -> dict[str, Any]:
-    """Poll the API (the way a user would) until the message reaches one of `wanted`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        async with session.get(f"{base}/api/v1/messages/{id}") as resp:
-            body = await resp.json()
-        if body.get("status") in wanted:
-            return body
-        if time.monotonic() > deadline:
-            raise AssertionError(f"message {id} stuck in {body.get('status')}: {body}")
-        await asyncio.sleep(0.05)
-
-
-@pytest.fixture
-async def cimd2_sim() -> AsyncIterator[Cimd2Simulator]:
-    sim = Cimd2Simulator(user="omnigate", password="secret", dlr=True)
-    await sim.start()
-    yield sim
-    await sim.stop()
-    assert sim.violations == []
+cimd2_sim = sim_fixture(Cimd2Simulator, user="omnigate", password="secret", dlr=True)
 
 
 @pytest.fixture
@@ -71,10 +48,7 @@ async def test_send_reaches_the_smsc_and_is_delivered(
         tmp_path: Path, http: aiohttp.ClientSession) -> None:
     gw = await gateway_factory(cimd2_config(store_url, cimd2_sim.port, tmp_path))
     base = f"http://127.0.0.1:{gw.http_port}"
-    async with http.get(f"{base}/send", params={
-            "numbers": "0705123456,0708321321", "text": "Mitt sms @ 5€ {ok}"}) as resp:
-        assert resp.status == 200, await resp.text()
-        ids = [int(line.split()[1]) for line in (await resp.text()).strip().splitlines()]
+    ids = await send_form(http, base, ["0705123456", "0708321321"], "Mitt sms @ 5€ {ok}")
     await cimd2_sim.wait_for(2)
     assert sorted(s.destination for s in cimd2_sim.submits) == ["+46705123456", "+46708321321"]
     assert all(s.text == "Mitt sms @ 5€ {ok}" for s in cimd2_sim.submits)
@@ -113,13 +87,7 @@ async def test_mo_is_stored(
         while cimd2_sim.logged_in == 0:
             await asyncio.sleep(0.02)
     await cimd2_sim.inject_mo("+46701234567", "46700000000", "Svar: ja tack")
-    deadline = time.monotonic() + 5
-    while True:
-        async with gw.store.engine.connect() as conn:
-            rows = (await conn.execute(select(schema.inbound))).all()
-        if rows or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.05)
+    rows = await wait_inbound(gw)
     assert [(r.sender, r.recipient, r.text, r.link) for r in rows] == [
         ("46701234567", "46700000000", "Svar: ja tack", "cimd1")]
 
@@ -134,12 +102,7 @@ async def test_throttling_and_dropped_connections_lose_nothing(
                                                 throttle_backoff=0.05))
         base = f"http://127.0.0.1:{gw.http_port}"
         numbers = [f"07012345{i:02d}" for i in range(60)]
-        async with http.get(f"{base}/send", params={"numbers": ",".join(numbers),
-                                                    "text": "storm"}) as resp:
-            assert resp.status == 200, await resp.text()
-            ids = [int(line.split()[1]) for line in (await resp.text()).splitlines()]
-        for id in ids:
-            assert (await wait_status(http, base, id, {"sent"}, timeout=20))["status"] == "sent"
+        await wait_all_sent(http, base, await send_form(http, base, numbers, "storm"))
         assert {s.destination for s in sim.submits} == {f"+467012345{i:02d}" for i in range(60)}
         assert sim.throttled_count > 0 and sim.violations == []
     finally:

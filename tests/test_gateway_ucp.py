@@ -14,13 +14,18 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import select
 
 from omnigate.config import Config
 from omnigate.sim.ucp import UcpSimulator
-from omnigate.store import schema
-from tests.support import make_config
-from tests.test_gateway import FINAL, wait_status
+from tests.support import (
+    FINAL,
+    make_link_config,
+    send_form,
+    sim_fixture,
+    wait_all_sent,
+    wait_inbound,
+    wait_status,
+)
 
 USER = "46700000000"
 
@@ -28,8 +33,7 @@ USER = "46700000000"
 def ucp_config(store_url: str, port: int, tmp_path: Path, **link: Any) -> Config:
     entry = {"name": "ucp1", "type": "ucp", "hosts": [f"127.0.0.1:{port}"], "user": USER,
              "password": "secret", "reconnect_min": 0.1, "reconnect_max": 0.5, **link}
-    return make_config(store_url, port, tmp_path, links=[entry],
-                       routes=[{"tiers": [["ucp1"]]}])
+    return make_link_config(store_url, tmp_path, entry)
 
 
 @pytest.fixture
@@ -38,13 +42,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-@pytest.fixture
-async def ucp() -> AsyncIterator[UcpSimulator]:
-    sim = UcpSimulator(user=USER, password="secret", dlr=True)
-    await sim.start()
-    yield sim
-    await sim.stop()
-    assert sim.violations == []
+ucp = sim_fixture(UcpSimulator, user=USER, password="secret", dlr=True)
 
 
 async def test_send_over_ucp_is_delivered_and_reassembled(
@@ -78,12 +76,7 @@ async def test_mo_over_ucp_is_stored(
         assert time.monotonic() < deadline, "the link never logged in"
         await asyncio.sleep(0.02)
     await ucp.inject_mo("+46701234567", USER, "Svar: ja tack")
-    while True:
-        async with gw.store.engine.connect() as conn:
-            rows = (await conn.execute(select(schema.inbound))).all()
-        if rows or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.05)
+    rows = await wait_inbound(gw, timeout=max(0.0, deadline - time.monotonic()))
     assert [(r.sender, r.recipient, r.text, r.link) for r in rows] == [
         ("46701234567", USER, "Svar: ja tack", "ucp1")]
 
@@ -98,12 +91,7 @@ async def test_dropped_connections_and_throttling_lose_nothing(
                                               throttle_backoff=0.05))
         base = f"http://127.0.0.1:{gw.http_port}"
         numbers = [f"07012345{i:02d}" for i in range(30)]
-        async with http.get(f"{base}/send", params={"numbers": ",".join(numbers),
-                                                    "text": "storm"}) as resp:
-            assert resp.status == 200, await resp.text()
-            ids = [int(line.split()[1]) for line in (await resp.text()).splitlines()]
-        for id in ids:
-            assert (await wait_status(http, base, id, {"sent"}, timeout=20))["status"] == "sent"
+        await wait_all_sent(http, base, await send_form(http, base, numbers, "storm"))
         assert {s.destination for s in sim.submits} == {f"467012345{i:02d}" for i in range(30)}
         assert sim.throttled_count > 0 and sim.violations == []
     finally:

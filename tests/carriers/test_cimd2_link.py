@@ -3,149 +3,40 @@
 The simulator is strict: every test ends by asserting it saw no protocol violation. Every
 wait is bounded and waits on something (a callback, the simulator's counters, the link's
 state); none sleeps to let time pass blindly.
+
+What every link type owes the core (base.py's contract) is tested once, in
+`test_contract.py`; this file is what is CIMD2's own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import socket
 import time
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from omnigate.carriers.base import Link, LinkState
+from omnigate.carriers.base import LinkState
 from omnigate.carriers.cimd2 import Cimd2Config, Cimd2Link, codec
-from omnigate.model import DeliveryReport, FailureKind, Inbound, Part, Status
+from omnigate.model import FailureKind, Status
 from omnigate.sim.cimd2 import Cimd2Simulator
 from omnigate.sms.coding import Coding
 from omnigate.sms.numbers import Address
-from omnigate.sms.segment import segment
+from tests.support import (
+    LONG_UCS2,
+    WAIT,
+    LogRecords,
+    link_fixture,
+    parts,
+    poll,
+    sim_fixture,
+)
 
-WAIT = 5.0
-SENDER = Address("Omnigate", 5, 0)
 LONG_GSM = "The quick brown fox jumps over the lazy dog {ok}. " * 7  # 3 parts
-LONG_UCS2 = "Съешь же ещё этих мягких французских булок, да выпей чаю. " * 3
 
-
-class Recorder:
-    """A LinkEvents that keeps everything and wakes waiters on every callback."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[Part, str]] = []
-        self.failed: list[tuple[Part, FailureKind, str]] = []
-        self.mo: list[Inbound] = []
-        self.reports: list[DeliveryReport] = []
-        self.states: list[LinkState] = []
-        self._changed = asyncio.Event()
-
-    def on_sent(self, part: Part, carrier_ref: str) -> None:
-        self.sent.append((part, carrier_ref))
-        self._changed.set()
-
-    def on_failed(self, part: Part, kind: FailureKind, reason: str) -> None:
-        self.failed.append((part, kind, reason))
-        self._changed.set()
-
-    def on_mo(self, inbound: Inbound) -> None:
-        self.mo.append(inbound)
-        self._changed.set()
-
-    def on_report(self, report: DeliveryReport) -> None:
-        self.reports.append(report)
-        self._changed.set()
-
-    def on_state(self, link: Link, state: LinkState) -> None:
-        self.states.append(state)
-        self._changed.set()
-
-    async def until(self, condition: Callable[[], bool], timeout: float = WAIT) -> None:
-        async with asyncio.timeout(timeout):
-            while not condition():
-                self._changed.clear()
-                await self._changed.wait()
-
-    @property
-    def settled(self) -> int:
-        return len(self.sent) + len(self.failed)
-
-
-async def poll(condition: Callable[[], bool], timeout: float = WAIT) -> None:
-    """For conditions no callback announces: bounded re-checks."""
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.005)
-
-
-class LogRecords(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-        self.event = asyncio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-        self.event.set()
-
-    async def until(self, condition: Callable[[list[str]], bool]) -> None:
-        async with asyncio.timeout(WAIT):
-            while not condition(self.lines):
-                self.event.clear()
-                await self.event.wait()
-
-
-def parts(text: str, *, message_id: int = 1, ref: int = 7, sender: Address | None = SENDER,
-          recipient: str = "46701234567", **kw: Any) -> list[Part]:
-    seg = segment(text, max_parts=10)
-    total = len(seg.parts)
-    return [Part(message_id=message_id, seq=i, total=total, recipient=recipient, sender=sender,
-                 coding=seg.coding, data=data, concat=(ref, total, i) if total > 1 else None,
-                 **kw)
-            for i, data in enumerate(seg.parts, start=1)]
-
-
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Cimd2Simulator]:
-    s = Cimd2Simulator(user="omni", password="secret")
-    await s.start()
-    yield s
-    await s.stop()
-    assert s.violations == []  # the strict peer found nothing wrong in what we sent
-
-
-@pytest.fixture
-async def make_link() -> AsyncIterator[Callable[..., Any]]:
-    links: list[Cimd2Link] = []
-
-    async def make(sim: Cimd2Simulator | None, up: bool = True,
-                   hosts: list[str] | None = None, **overrides: Any) -> tuple[Cimd2Link, Recorder]:
-        fields: dict[str, Any] = dict(
-            name="smsc1", type="cimd2", user="omni", password="secret",
-            hosts=hosts or [f"127.0.0.1:{sim.port}"],  # type: ignore[union-attr]
-            reconnect_min=0.05, reconnect_max=0.2, connect_timeout=2.0)
-        fields.update(overrides)
-        rec = Recorder()
-        link = Cimd2Link(Cimd2Config.model_validate(fields), rec)
-        links.append(link)
-        await link.start()
-        if up:
-            await rec.until(lambda: link.state is LinkState.UP)
-        return link, rec
-
-    yield make
-    for link in links:
-        link.terminate()
+sim = sim_fixture(Cimd2Simulator, user="omni", password="secret")
+make_link = link_fixture(Cimd2Link, name="smsc1", user="omni", password="secret")
 
 
 # --- sending ------------------------------------------------------------------------------
@@ -284,15 +175,9 @@ async def test_keepalive(sim: Cimd2Simulator, make_link: Any) -> None:
 
 async def test_wrong_password_keeps_link_down_and_retrying(sim: Cimd2Simulator,
                                                            make_link: Any) -> None:
-    log = LogRecords()
-    logger = logging.getLogger("omnigate.link.smsc1")
-    logger.addHandler(log)
-    logger.setLevel(logging.DEBUG)
-    try:
+    with LogRecords.attached("omnigate.link.smsc1") as log:
         link, rec = await make_link(sim, up=False, password="wrongpw")
         await log.until(lambda lines: sum("refused" in line for line in lines) >= 2)
-    finally:
-        logger.removeHandler(log)
     assert link.state is LinkState.DOWN and link.capacity() == 0
     assert LinkState.UP not in rec.states
     refused = next(line for line in log.lines if "refused" in line)
@@ -307,14 +192,9 @@ async def test_wrong_password_keeps_link_down_and_retrying(sim: Cimd2Simulator,
 async def test_window_larger_than_the_profile_allows(sim: Cimd2Simulator,
                                                      make_link: Any) -> None:
     sim.max_window = 8
-    log = LogRecords()
-    logger = logging.getLogger("omnigate.link.smsc1")
-    logger.addHandler(log)
-    try:
+    with LogRecords.attached("omnigate.link.smsc1") as log:
         link, _ = await make_link(sim, up=False, window=20)
         await log.until(lambda lines: any("refused" in line for line in lines))
-    finally:
-        logger.removeHandler(log)
     assert any("error 104 invalid window size - lower window" in line for line in log.lines)
     assert link.state is LinkState.DOWN
 
@@ -349,64 +229,15 @@ async def test_permanent_refusal(sim: Cimd2Simulator, make_link: Any) -> None:
     assert link.state is LinkState.UP
 
 
-async def test_connection_dropped_mid_window(sim: Cimd2Simulator, make_link: Any) -> None:
-    sim.drop_after = 3
-    link, rec = await make_link(sim, window=10)
-    sent = [p for i in range(6) for p in parts(f"m{i}", message_id=i)]
-    for p in sent:
-        link.submit(p)
-    await rec.until(lambda: rec.settled == 6)
-    assert [p for p, _ in rec.sent] == sent[:3]
-    assert [(p, k) for p, k, _ in rec.failed] == [(p, FailureKind.TEMPORARY) for p in sent[3:]]
-    assert all("closed by the SMSC" in why for _, _, why in rec.failed)
-    assert link.in_flight == 0
-    await rec.until(lambda: rec.states[-1] is LinkState.UP)
-    assert rec.states == [LinkState.CONNECTING, LinkState.UP, LinkState.DOWN, LinkState.UP]
-    sim.drop_after = 0
-    link.submit(parts("after")[0])
-    await rec.until(lambda: len(rec.sent) == 4)
-
-
-async def test_simulator_drops_connections(sim: Cimd2Simulator, make_link: Any) -> None:
+async def test_response_timeout_names_the_request(sim: Cimd2Simulator, make_link: Any) -> None:
+    """The contract (test_contract.py) checks the part comes back TEMPORARY; this, why."""
     sim.no_response = True
-    link, rec = await make_link(sim, window=4)
-    held = [p for i in range(6) for p in parts(f"m{i}", message_id=i)]
-    for p in held:
-        link.submit(p)
-    await sim.wait_for(4)
-    assert link.in_flight == 6  # 4 in the window, 2 queued
-    await sim.drop_connections()
-    await rec.until(lambda: len(rec.failed) == 6)
-    assert [p for p, _, _ in rec.failed] == held  # window first, then queue: order sent
-    assert {k for _, k, _ in rec.failed} == {FailureKind.TEMPORARY}
-    await rec.until(lambda: rec.states[-1] is LinkState.UP)
-
-
-async def test_no_response_times_out_and_reconnects(sim: Cimd2Simulator,
-                                                    make_link: Any) -> None:
-    sim.no_response = True
-    link, rec = await make_link(sim, window=2, response_timeout=0.3)
-    a, b = parts("a") + parts("b", message_id=2)
-    link.submit(a)
-    link.submit(b)
-    await rec.until(lambda: len(rec.failed) == 2)
-    assert [(p, k) for p, k, _ in rec.failed] == [(a, FailureKind.TEMPORARY),
-                                                  (b, FailureKind.TEMPORARY)]
-    assert "no submit message response from" in rec.failed[0][2]
-    assert "0.3 s" in rec.failed[0][2]
-    assert rec.states[-1] is LinkState.DOWN
-    sim.no_response = False
-    await rec.until(lambda: rec.states[-1] is LinkState.UP)
-    link.submit(parts("c", message_id=3)[0])
-    await rec.until(lambda: rec.sent)
-
-
-async def test_failover_to_second_host(sim: Cimd2Simulator, make_link: Any) -> None:
-    hosts = [f"127.0.0.1:{closed_port()}", f"127.0.0.1:{sim.port}"]
-    link, rec = await make_link(sim, hosts=hosts)
-    assert link.describe()["host"] == hosts[1]
-    link.submit(parts("x")[0])
-    await rec.until(lambda: rec.sent)
+    link, rec = await make_link(sim, response_timeout=0.3)
+    link.submit(parts("a")[0])
+    await rec.until(lambda: rec.failed)
+    [(_, kind, why)] = rec.failed
+    assert kind is FailureKind.TEMPORARY
+    assert "no submit message response from" in why and "0.3 s" in why
 
 
 # --- lifecycle ------------------------------------------------------------------------------
@@ -424,21 +255,6 @@ async def test_stop_finishes_the_window_then_logs_out(sim: Cimd2Simulator,
     assert [p for p, _ in rec.sent] == held and rec.failed == []
     assert link.state is LinkState.STOPPED and link.capacity() == 0
     await poll(lambda: sim.logged_in == 0)
-
-
-async def test_terminate_fails_everything_at_once(sim: Cimd2Simulator, make_link: Any) -> None:
-    sim.no_response = True
-    link, rec = await make_link(sim, window=2, queue=3)
-    held = [p for i in range(5) for p in parts(f"m{i}", message_id=i)]
-    for p in held:
-        link.submit(p)
-    assert link.capacity() == 0 and link.in_flight == 5
-    link.terminate()
-    assert [p for p, _, _ in rec.failed] == held
-    assert {k for _, k, _ in rec.failed} == {FailureKind.TEMPORARY}
-    assert link.state is LinkState.STOPPED and link.in_flight == 0
-    link.submit(parts("late")[0])  # a stray submit is refused, not raised
-    await rec.until(lambda: len(rec.failed) == 6)
 
 
 # --- config -----------------------------------------------------------------------------------

@@ -2,13 +2,14 @@
 
 Every test ends by checking that the simulator saw no protocol violation. Waits are
 bounded and wait on something (a callback, the simulator's counters, a condition).
+
+What every link type owes the core (base.py's contract) is tested once, in
+`test_contract.py`; this file is what is UCP/EMI's own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -20,50 +21,21 @@ from omnigate.model import FailureKind, Part, Status
 from omnigate.sim.ucp import UcpSimulator
 from omnigate.sms.coding import Coding
 from omnigate.sms.numbers import Address
-from tests.carriers.test_smpp_link import (
+from tests.support import (
     LONG_GSM,
     LONG_UCS2,
     LogRecords,
-    Recorder,
     closed_port,
+    link_fixture,
     parts,
     poll,
+    sim_fixture,
 )
 
 USER = "4670000"
 
-
-@pytest.fixture
-async def sim() -> AsyncIterator[UcpSimulator]:
-    s = UcpSimulator(user=USER, password="secret")
-    await s.start()
-    yield s
-    await s.stop()
-    assert s.violations == []
-
-
-@pytest.fixture
-async def make_link() -> AsyncIterator[Callable[..., Any]]:
-    links: list[UcpLink] = []
-
-    async def make(sim: UcpSimulator | None, up: bool = True, hosts: list[str] | None = None,
-                   **overrides: Any) -> tuple[UcpLink, Recorder]:
-        fields: dict[str, Any] = dict(
-            name="ucp1", type="ucp", user=USER, password="secret",
-            hosts=hosts or [f"127.0.0.1:{sim.port}"],  # type: ignore[union-attr]
-            reconnect_min=0.05, reconnect_max=0.2, connect_timeout=2.0)
-        fields.update(overrides)
-        rec = Recorder()
-        link = UcpLink(UcpConfig.model_validate(fields), rec)
-        links.append(link)
-        await link.start()
-        if up:
-            await rec.until(lambda: link.state is LinkState.UP)
-        return link, rec
-
-    yield make
-    for link in links:
-        link.terminate()
+sim = sim_fixture(UcpSimulator, user=USER, password="secret")
+make_link = link_fixture(UcpLink, name="ucp1", user=USER, password="secret")
 
 
 # --- sending ------------------------------------------------------------------------
@@ -184,15 +156,9 @@ async def test_mo(sim: UcpSimulator, make_link: Any) -> None:
 
 async def test_wrong_password_keeps_link_down_and_retrying(sim: UcpSimulator,
                                                            make_link: Any) -> None:
-    log = LogRecords()
-    logger = logging.getLogger("omnigate.link.ucp1")
-    logger.addHandler(log)
-    logger.setLevel(logging.DEBUG)
-    try:
+    with LogRecords.attached("omnigate.link.ucp1") as log:
         link, rec = await make_link(sim, up=False, password="wrongpw")
         await log.until(lambda lines: sum("refused" in line for line in lines) >= 2)
-    finally:
-        logger.removeHandler(log)
     assert link.state is LinkState.DOWN and link.capacity() == 0
     assert LinkState.UP not in rec.states
     refused = next(line for line in log.lines if "refused" in line)
@@ -224,54 +190,16 @@ async def test_throttle_and_permanent_errors(sim: UcpSimulator, make_link: Any) 
     assert [p for p, _ in rec.sent] == [c]
 
 
-async def test_connection_dropped_mid_window(sim: UcpSimulator, make_link: Any) -> None:
-    sim.drop_after = 3  # answers three, closes, leaves the rest unanswered
-    link, rec = await make_link(sim)
-    sent = [p for i in range(6) for p in parts(f"m{i}", message_id=i)]
-    for p in sent:
-        link.submit(p)
-    await rec.until(lambda: rec.settled == 6)
-    assert [p for p, _ in rec.sent] == sent[:3]
-    assert [(p, k) for p, k, _ in rec.failed] == [(p, FailureKind.TEMPORARY) for p in sent[3:]]
-    assert all("closed by the SMSC" in why for _, _, why in rec.failed)
-    assert link.in_flight == 0
-    await rec.until(lambda: rec.states[-1] is LinkState.UP)
-    assert rec.states == [LinkState.CONNECTING, LinkState.UP, LinkState.DOWN, LinkState.UP]
-    sim.drop_after = 0
-    link.submit(parts("after")[0])
-    await rec.until(lambda: len(rec.sent) == 4)
-
-
-async def test_simulator_drops_connections(sim: UcpSimulator, make_link: Any) -> None:
-    sim.no_response = True
-    link, rec = await make_link(sim)
-    held = [p for i in range(4) for p in parts(f"m{i}", message_id=i)]
-    for p in held:
-        link.submit(p)
-    await sim.wait_for(4)
-    await sim.drop_connections()
-    await rec.until(lambda: len(rec.failed) == 4)
-    assert [p for p, _, _ in rec.failed] == held
-    assert {k for _, k, _ in rec.failed} == {FailureKind.TEMPORARY}
-    await rec.until(lambda: rec.states[-1] is LinkState.UP)
-
-
-async def test_no_response_times_out_and_reconnects(sim: UcpSimulator,
-                                                    make_link: Any) -> None:
+async def test_response_timeout_names_the_request(sim: UcpSimulator, make_link: Any) -> None:
+    """The contract (test_contract.py) checks the part comes back TEMPORARY; this, why."""
     sim.no_response = True
     link, rec = await make_link(sim, response_timeout=0.3)
-    a, b = parts("a") + parts("b", message_id=2)
-    link.submit(a)
-    link.submit(b)
-    await rec.until(lambda: len(rec.failed) == 2)
-    assert [(p, k) for p, k, _ in rec.failed] == [(a, FailureKind.TEMPORARY),
-                                                  (b, FailureKind.TEMPORARY)]
-    assert "no result for OT 51 (submit short message) TRN 01 from" in rec.failed[0][2]
-    assert "0.3 s" in rec.failed[0][2]
-    sim.no_response = False
-    await rec.until(lambda: rec.states[-1] is LinkState.UP and LinkState.DOWN in rec.states)
-    link.submit(parts("c", message_id=3)[0])
-    await rec.until(lambda: rec.sent)
+    link.submit(parts("a")[0])
+    await rec.until(lambda: rec.failed)
+    [(_, kind, why)] = rec.failed
+    assert kind is FailureKind.TEMPORARY
+    assert "no result for OT 51 (submit short message) TRN 01 from" in why  # TRN 00 was the login
+    assert "0.3 s" in why
 
 
 async def test_keepalive_alerts_keep_the_link_up(sim: UcpSimulator, make_link: Any) -> None:
@@ -280,28 +208,6 @@ async def test_keepalive_alerts_keep_the_link_up(sim: UcpSimulator, make_link: A
     assert link.state is LinkState.UP and rec.states == [LinkState.CONNECTING, LinkState.UP]
     link.submit(parts("still here")[0])
     await rec.until(lambda: rec.sent)
-
-
-async def test_failover_to_second_host(sim: UcpSimulator, make_link: Any) -> None:
-    hosts = [f"127.0.0.1:{closed_port()}", f"127.0.0.1:{sim.port}"]
-    link, rec = await make_link(sim, hosts=hosts)
-    assert link.describe()["host"] == hosts[1]
-    link.submit(parts("x")[0])
-    await rec.until(lambda: rec.sent)
-
-
-async def test_all_hosts_down_then_one_comes_up(make_link: Any) -> None:
-    port = closed_port()
-    link, rec = await make_link(None, up=False, hosts=[f"127.0.0.1:{port}"])
-    await rec.until(lambda: LinkState.DOWN in rec.states)
-    assert link.capacity() == 0 and "cannot connect" in link.describe()["last_error"]
-    late = UcpSimulator(port=port)
-    await late.start()
-    try:
-        await rec.until(lambda: link.state is LinkState.UP)
-    finally:
-        link.terminate()
-        await late.stop()
 
 
 # --- lifecycle ------------------------------------------------------------------------
@@ -318,21 +224,6 @@ async def test_stop_finishes_the_window(sim: UcpSimulator, make_link: Any) -> No
     assert [p for p, _ in rec.sent] == held and rec.failed == []
     assert link.state is LinkState.STOPPED and link.capacity() == 0
     await poll(lambda: sim.connections == 0)
-
-
-async def test_terminate_fails_everything_at_once(sim: UcpSimulator, make_link: Any) -> None:
-    sim.no_response = True
-    link, rec = await make_link(sim, window=2, queue=3)
-    held = [p for i in range(5) for p in parts(f"m{i}", message_id=i)]
-    for p in held:
-        link.submit(p)
-    assert link.capacity() == 0 and link.in_flight == 5
-    link.terminate()
-    assert [p for p, _, _ in rec.failed] == held
-    assert {k for _, k, _ in rec.failed} == {FailureKind.TEMPORARY}
-    assert link.state is LinkState.STOPPED and link.in_flight == 0
-    link.submit(parts("late")[0])
-    await rec.until(lambda: len(rec.failed) == 6)
 
 
 async def test_stop_while_reconnecting(make_link: Any) -> None:

@@ -24,6 +24,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from omnigate.carriers.window import Request, Window
 from omnigate.model import FailureKind
 
 from . import codec
@@ -155,10 +156,6 @@ class Unexpected:
 Event = (LoggedIn | LoginFailed | SubmitOk | SubmitFailed | ResponseTimeout | MoReceived
          | ReportReceived | LoggedOut | ProtocolError | Unexpected)
 
-# An outstanding request: [op, deadline, token, packet bytes, resent]. A list, as a NACK
-# updates it in place; one is made per part sent.
-_Pending = list
-
 
 class Session:
     """CIMD2 client session on one connection; see the module docstring."""
@@ -179,12 +176,11 @@ class Session:
         self._send_window = window > 1 if send_window_size is None else send_window_size
         self.state = State.OPEN
         self._next = codec.FIRST_NUMBER
-        # Outstanding requests in the order sent. The timeout is the same for all, so the
-        # first entry is always the next to expire (a resend moves to the end).
-        self._pending: dict[int, _Pending] = {}
-        self._submits = 0  # how many of _pending are submits
-        self._alive = False  # an alive awaits its response
-        self._last = 0.0  # last packet in either direction, for keep-alive
+        # Outstanding requests by packet number. A request's `extra` is its packet, kept
+        # for one resend after a NACK, and None once resent. `last` is the last packet in
+        # either direction, for keep-alive.
+        self._win = Window(response_timeout=response_timeout, keepalive=keepalive,
+                           submit_op=SUBMIT, probe_op=ALIVE)
         self._buf = b""
         self._out: list[bytes] = []
 
@@ -203,17 +199,17 @@ class Session:
     @property
     def in_window(self) -> int:
         """Submits sent and not yet answered."""
-        return self._submits
+        return self._win.submits
 
     @property
     def window_room(self) -> int:
         if self.state is not _READY:
             return 0
-        return self.window - self._submits
+        return self.window - self._win.submits
 
     def _number(self) -> int:
         n = self._next
-        if n in self._pending:
+        if n in self._win.pending:
             raise SessionError(f"packet number {n:03d} is still awaiting its response")
         self._next = n + 2 if n < codec.LAST_NUMBER else codec.FIRST_NUMBER
         return n
@@ -222,8 +218,8 @@ class Session:
         n = self._number()
         data = codec.packet(op, n, body, self.checksum)
         self._out.append(data)
-        self._pending[n] = [op, now + self.response_timeout, token, data, False]
-        self._last = now
+        self._win.add(n, op, token, now, data)
+        self._win.last = now
         return n
 
     # --- requests from the owner ------------------------------------------------------
@@ -242,10 +238,11 @@ class Session:
         checks `window_room` first."""
         if self.state is not _READY:
             raise SessionError(f"submit while {self.state.value}")
-        if self._submits >= self.window:
+        win = self._win
+        if win.submits >= self.window:
             raise SessionError(f"submit with the window full ({self.window})")
         n = self._next
-        if n in self._pending:
+        if n in win.pending:
             raise SessionError(f"packet number {n:03d} is still awaiting its response")
         self._next = n + 2 if n < 255 else 1
         head, head_sum = _SUBMIT_HEADS[n]
@@ -254,9 +251,8 @@ class Session:
         else:
             data = head + body + b"\x03"
         self._out.append(data)
-        self._pending[n] = [SUBMIT, now + self.response_timeout, token, data, False]
-        self._submits += 1
-        self._last = now
+        win.add_submit(n, token, now, data)
+        win.last = now
         return n
 
     def logout(self, now: float) -> int:
@@ -270,10 +266,7 @@ class Session:
         request still outstanding, in the order sent, for the owner to settle."""
         if self.state is not _CLOSED:
             self._set_state(_CLOSED)
-        tokens = [p[2] for p in self._pending.values() if p[2] is not None]
-        self._pending.clear()
-        self._submits = 0
-        self._alive = False
+        tokens = self._win.close()
         self._out.clear()
         self._buf = b""
         return tokens
@@ -291,34 +284,15 @@ class Session:
 
     def next_deadline(self) -> float | None:
         """When `handle_timer` next has something to do, or None."""
-        deadline = None
-        if self._pending:
-            deadline = next(iter(self._pending.values()))[1]
-        if self.state is _READY and not self._alive:
-            idle = self._last + self.keepalive
-            if deadline is None or idle < deadline:
-                deadline = idle
-        return deadline
+        return self._win.next_deadline(self.state is _READY)
 
     def handle_timer(self, now: float) -> list[Event]:
         """Expire requests past their deadline; after `keepalive` seconds without a packet
         either way, send alive (40), whose response is due like any other."""
-        events: list[Event] = []
-        pending = self._pending
-        while pending:
-            n, p = next(iter(pending.items()))
-            if p[1] > now:
-                break
-            del pending[n]
-            if p[0] == SUBMIT:
-                self._submits -= 1
-            elif p[0] == ALIVE:
-                self._alive = False
-            events.append(ResponseTimeout(p[0], n, p[2]))
-        if (self.state is _READY and not self._alive
-                and now >= self._last + self.keepalive and len(pending) < codec.NUMBERS):
+        win = self._win
+        events: list[Event] = [ResponseTimeout(p[0], n, p[2]) for n, p in win.expire(now)]
+        if win.probe_due(now, self.state is _READY) and len(win.pending) < codec.NUMBERS:
             self._request(ALIVE, b"", None, now)
-            self._alive = True
         return events
 
     # --- bytes from the SMS Center --------------------------------------------------------
@@ -331,6 +305,7 @@ class Session:
         buf = self._buf + data if self._buf else data
         pos = 0
         n = len(buf)
+        win = self._win
         while pos < n:
             start = buf.find(b"\x02", pos)
             if start < 0:
@@ -352,7 +327,7 @@ class Session:
                 events.append(Unexpected(f"{nested - start} bytes of a packet without ETX "
                                          "ignored"))
                 start = nested
-            self._last = now
+            win.last = now
             self._on_frame(buf[start + 1:end], events)
             if self.state is _CLOSED:
                 return events
@@ -406,22 +381,19 @@ class Session:
         else:
             self._on_other(pkt, events)
 
-    def _take(self, pkt: Packet, op: int, events: list[Event]) -> _Pending | None:
+    def _take(self, pkt: Packet, op: int, events: list[Event]) -> Request | None:
         """The request `pkt` answers, removed from the window; None (and an Unexpected
         event) if no request of that operation awaits that packet number."""
-        p = self._pending.get(pkt.number)
-        if p is None or p[0] != op:
+        p = self._win.take_submit(pkt.number) if op == SUBMIT else self._win.take(pkt.number, op)
+        if p is None:
             events.append(Unexpected(f"{pkt.name} {pkt.number:03d} answers nothing we are "
                                      "waiting for (answered late, after its timeout?)"))
-            return None
-        del self._pending[pkt.number]
         return p
 
     def _on_submit_resp(self, pkt: Packet, events: list[Event]) -> None:
         p = self._take(pkt, SUBMIT, events)
         if p is None:
             return
-        self._submits -= 1
         params = pkt.params
         code = params.get(ERROR_CODE)
         if code is None:
@@ -449,8 +421,7 @@ class Session:
         op = pkt.op
         state = self.state
         if op == ALIVE_RESP:
-            if self._take(pkt, ALIVE, events) is not None:
-                self._alive = False
+            self._take(pkt, ALIVE, events)
         elif op == LOGIN_RESP:
             if state is not State.LOGGING_IN or self._take(pkt, LOGIN, events) is None:
                 return
@@ -488,26 +459,24 @@ class Session:
     def _on_nack(self, pkt: Packet, events: list[Event]) -> None:
         """The SMS Center could not read our packet (checksum or packet number): send it
         again, once, with the same number; a second NACK fails the request."""
-        p = self._pending.get(pkt.number)
+        win = self._win
+        p = win.pending.get(pkt.number)
         if p is None:
             events.append(Unexpected(f"NACK {pkt.number:03d} for a packet we are not "
                                      "waiting for"))
             return
-        if not p[4]:
-            del self._pending[pkt.number]
-            p[1] = self._last + self.response_timeout
-            p[4] = True
-            self._pending[pkt.number] = p  # to the end: deadlines stay in order
+        if p[3] is not None:  # its packet, kept until the first resend
+            win.renew(pkt.number, win.last)  # a fresh deadline; None: resent
             self._out.append(p[3])
             events.append(Unexpected(f"NACK for {codec.operation_name(p[0])} "
                                      f"{pkt.number:03d}; sent again"))
             return
-        del self._pending[pkt.number]
+        win.pop(pkt.number)
         self._settle_refused(p, None, f"NACK twice for packet {pkt.number:03d}", events)
 
     def _on_general_error(self, pkt: Packet, events: list[Event]) -> None:
         """A general error response (98) refuses one of our packets outright."""
-        p = self._pending.pop(pkt.number, None)
+        p = self._win.pop(pkt.number)
         code = pkt.error
         reason = "general error response, " + codec.error_text(
             code if code is not None else -1, pkt.text(ERROR_TEXT))
@@ -517,18 +486,16 @@ class Session:
             return
         self._settle_refused(p, code, reason, events)
 
-    def _settle_refused(self, p: _Pending, code: int | None, reason: str,
+    def _settle_refused(self, p: Request, code: int | None, reason: str,
                         events: list[Event]) -> None:
         op = p[0]
         if op == SUBMIT:
-            self._submits -= 1
             kind = codec.error_kind(code) if code is not None else FailureKind.TEMPORARY
             events.append(SubmitFailed(p[2], code, kind, reason))
         elif op == LOGIN:
             self._set_state(_CLOSED)
             events.append(LoginFailed(code, reason))
-        elif op == ALIVE:
-            self._alive = False  # refused, but an answer: the SMS Center is there
+        # ALIVE refused is an answer too: the SMS Center is there (`pop` ended the probe).
         elif op == LOGOUT:
             self._set_state(_CLOSED)
             events.append(LoggedOut(by_peer=False))

@@ -22,6 +22,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from omnigate.carriers.window import Window
 from omnigate.model import FailureKind
 
 from . import codec
@@ -151,11 +152,6 @@ Event = (Bound | BindFailed | SubmitOk | SubmitFailed | ResponseTimeout | MoRece
          | ReceiptReceived | Unbound | ProtocolError | Unexpected)
 
 
-# An outstanding request: (command_id, deadline, token). A tuple, not a class: one is
-# made per part sent, and a tuple costs a third of a slotted instance.
-_Pending = tuple[int, float, Any]
-
-
 class Session:
     """SMPP client session on one connection; see the module docstring."""
 
@@ -176,12 +172,9 @@ class Session:
         self.state = State.OPEN
         self.peer_system_id = ""
         self._next_seq = 1
-        # Outstanding requests in the order sent. The timeout is the same for all, so
-        # that is deadline order too: the first entry is always the next to expire.
-        self._pending: dict[int, _Pending] = {}
-        self._submits = 0  # how many of _pending are submit_sm
-        self._enquiring = False
-        self._last_rx = 0.0
+        # Outstanding requests by sequence number; `last` is the last PDU from the SMSC.
+        self._win = Window(response_timeout=response_timeout, keepalive=enquire_link,
+                           submit_op=SUBMIT_SM, probe_op=ENQUIRE_LINK)
         self._buf = b""
         self._out: list[bytes] = []
 
@@ -200,13 +193,13 @@ class Session:
     @property
     def in_window(self) -> int:
         """submit_sm sent and not yet answered."""
-        return self._submits
+        return self._win.submits
 
     @property
     def window_room(self) -> int:
         if self.state is not _BOUND or not self.can_submit:
             return 0
-        return self.window - self._submits
+        return self.window - self._win.submits
 
     def _sequence(self) -> int:
         seq = self._next_seq
@@ -220,8 +213,8 @@ class Session:
         seq = self._sequence()
         system_id, password, system_type = self._credentials
         self._out.append(codec.bind(self._bind_id, seq, system_id, password, system_type))
-        self._pending[seq] = (self._bind_id, now + self.response_timeout, None)
-        self._last_rx = now
+        self._win.add(seq, self._bind_id, None, now)
+        self._win.last = now
         return seq
 
     def submit(self, body: bytes, token: Any, now: float) -> int:
@@ -230,13 +223,13 @@ class Session:
         the owner checks `window_room` first."""
         if self.state is not _BOUND or not self.can_submit:
             raise SessionError(f"submit_sm while {self.state.value} as {self.mode}")
-        if self._submits >= self.window:
+        win = self._win
+        if win.submits >= self.window:
             raise SessionError(f"submit_sm with the window full ({self.window})")
         seq = self._next_seq
         self._next_seq = 1 if seq >= MAX_SEQUENCE else seq + 1
         self._out.append(_pack_header(HEADER_LENGTH + len(body), SUBMIT_SM, 0, seq) + body)
-        self._pending[seq] = (SUBMIT_SM, now + self.response_timeout, token)
-        self._submits += 1
+        win.add_submit(seq, token, now)
         return seq
 
     def unbind(self, now: float) -> int:
@@ -245,7 +238,7 @@ class Session:
         self._set_state(State.UNBINDING)
         seq = self._sequence()
         self._out.append(codec.header_only(UNBIND, seq))
-        self._pending[seq] = (UNBIND, now + self.response_timeout, None)
+        self._win.add(seq, UNBIND, None, now)
         return seq
 
     def close(self) -> list[Any]:
@@ -253,10 +246,7 @@ class Session:
         request still outstanding, in the order sent, for the owner to settle."""
         if self.state is not _CLOSED:
             self._set_state(_CLOSED)
-        tokens = [p[2] for p in self._pending.values() if p[2] is not None]
-        self._pending.clear()
-        self._submits = 0
-        self._enquiring = False
+        tokens = self._win.close()
         self._out.clear()
         self._buf = b""
         return tokens
@@ -274,36 +264,17 @@ class Session:
 
     def next_deadline(self) -> float | None:
         """When `handle_timer` next has something to do, or None."""
-        deadline = None
-        if self._pending:
-            deadline = next(iter(self._pending.values()))[1]
-        if self.state is _BOUND and not self._enquiring:
-            idle = self._last_rx + self.enquire_link
-            if deadline is None or idle < deadline:
-                deadline = idle
-        return deadline
+        return self._win.next_deadline(self.state is _BOUND)
 
     def handle_timer(self, now: float) -> list[Event]:
         """Expire requests past their deadline; after `enquire_link` seconds without a
         PDU from the SMSC, send enquire_link (its answer is due like any other)."""
-        events: list[Event] = []
-        pending = self._pending
-        while pending:
-            seq, (command_id, deadline, token) = next(iter(pending.items()))
-            if deadline > now:
-                break
-            del pending[seq]
-            if command_id == SUBMIT_SM:
-                self._submits -= 1
-            elif command_id == ENQUIRE_LINK:
-                self._enquiring = False
-            events.append(ResponseTimeout(command_id, seq, token))
-        if (self.state is _BOUND and not self._enquiring
-                and now >= self._last_rx + self.enquire_link):
+        win = self._win
+        events: list[Event] = [ResponseTimeout(p[0], seq, p[2]) for seq, p in win.expire(now)]
+        if win.probe_due(now, self.state is _BOUND):
             seq = self._sequence()
             self._out.append(codec.header_only(ENQUIRE_LINK, seq))
-            pending[seq] = (ENQUIRE_LINK, now + self.response_timeout, None)
-            self._enquiring = True
+            win.add(seq, ENQUIRE_LINK, None, now)
         return events
 
     # --- bytes from the SMSC ----------------------------------------------------------
@@ -317,6 +288,7 @@ class Session:
         n = len(buf)
         pos = 0
         unpack = HEADER.unpack_from
+        win = self._win
         while n - pos >= HEADER_LENGTH:
             length, command_id, status, seq = unpack(buf, pos)
             if length < HEADER_LENGTH or length > MAX_PDU_LENGTH:
@@ -330,7 +302,7 @@ class Session:
                 break
             body = buf[pos + HEADER_LENGTH:end]
             pos = end
-            self._last_rx = now
+            win.last = now
             if command_id == SUBMIT_SM_RESP:
                 self._on_submit_resp(status, seq, body, events)
             elif command_id == DELIVER_SM:
@@ -354,22 +326,12 @@ class Session:
         self._buf = b""
         events.append(ProtocolError(reason))
 
-    def _take(self, seq: int, command_id: int) -> _Pending | None:
-        p = self._pending.get(seq)
-        if p is None or p[0] != command_id:
-            return None
-        del self._pending[seq]
-        return p
-
     def _on_submit_resp(self, status: int, seq: int, body: bytes, events: list[Event]) -> None:
-        p = self._pending.pop(seq, None)
-        if p is None or p[0] != SUBMIT_SM:
-            if p is not None:  # a sequence number of another request: leave it waiting
-                self._pending[seq] = p
+        p = self._win.take_submit(seq)  # another request's sequence number keeps waiting
+        if p is None:
             events.append(Unexpected(f"submit_sm_resp for sequence {seq}, which is not in "
                                      "the window (answered late, after its timeout?)"))
             return
-        self._submits -= 1
         if status == 0:
             end = body.find(b"\x00")  # codec.message_id, inlined: once per part
             events.append(SubmitOk(p[2], (body if end < 0 else body[:end])[:MESSAGE_ID_MAX]
@@ -403,10 +365,9 @@ class Session:
         if command_id == ENQUIRE_LINK:
             self._out.append(codec.header_only(ENQUIRE_LINK_RESP, seq))
         elif command_id == ENQUIRE_LINK_RESP:
-            if self._take(seq, ENQUIRE_LINK) is not None:
-                self._enquiring = False
+            self._win.take(seq, ENQUIRE_LINK)
         elif command_id == codec.BIND_RESPONSE[self._bind_id]:
-            if state is not State.BINDING or self._take(seq, self._bind_id) is None:
+            if state is not State.BINDING or self._win.take(seq, self._bind_id) is None:
                 events.append(Unexpected(f"{codec.command_name(command_id)} while {state.value}"))
             elif status == 0:
                 self._set_state(_BOUND)
@@ -421,7 +382,7 @@ class Session:
             self._set_state(_CLOSED)
             events.append(Unbound(by_peer=True))
         elif command_id == UNBIND_RESP:
-            if state is State.UNBINDING and self._take(seq, UNBIND) is not None:
+            if state is State.UNBINDING and self._win.take(seq, UNBIND) is not None:
                 self._set_state(_CLOSED)
                 events.append(Unbound(by_peer=False))
             else:
@@ -441,22 +402,19 @@ class Session:
 
     def _on_nack(self, status: int, seq: int, events: list[Event]) -> None:
         """generic_nack (§4.3): the SMSC could not read one of our requests."""
-        p = self._pending.pop(seq, None)
+        p = self._win.pop(seq)
         if p is None:
             events.append(Unexpected(f"generic_nack {codec.status_text(status)} for sequence "
                                      f"{seq}, which we are not waiting for"))
             return
-        command_id, _, token = p
+        command_id, _, token, _ = p
         if command_id == SUBMIT_SM:
-            self._submits -= 1
             events.append(SubmitFailed(token, status, codec.status_kind(status),
                                        "generic_nack " + codec.status_text(status)))
         elif command_id == self._bind_id:
             self._set_state(_CLOSED)
             events.append(BindFailed(status, "generic_nack " + codec.status_text(status)))
-        elif command_id == ENQUIRE_LINK:
-            # Some SMSCs nack enquire_link (Kannel tolerates it too): still proof of life.
-            self._enquiring = False
+        # ENQUIRE_LINK: some SMSCs nack it (Kannel tolerates it too): still proof of life.
         elif command_id == UNBIND:
             self._set_state(_CLOSED)
             events.append(Unbound(by_peer=False))

@@ -30,6 +30,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from omnigate.carriers.window import Window
 from omnigate.model import FailureKind
 
 from . import codec
@@ -126,9 +127,6 @@ class Unexpected:
 Event = (LoggedIn | LoginFailed | SubmitOk | SubmitFailed | ResponseTimeout | MoReceived
          | NotificationReceived | ProtocolError | Unexpected)
 
-# An outstanding operation: (OT, deadline, token); a tuple, one is made per part.
-_Pending = tuple[int, float, Any]
-
 
 class Session:
     """UCP/EMI client session on one connection; see the module docstring."""
@@ -148,12 +146,10 @@ class Session:
         self._alert = codec.alert_data(user, alert_pid)
         self.state = State.OPEN
         self._next_trn = 0
-        # Outstanding operations in the order sent; one timeout for all, so that is
-        # deadline order too, and the first key is the oldest TRN still in use.
-        self._pending: dict[int, _Pending] = {}
-        self._submits = 0
-        self._alerting = False
-        self._last_rx = 0.0
+        # Outstanding operations by TRN, in the order sent: the oldest is the oldest TRN
+        # still in use. `last` is the last frame from the SMSC.
+        self._win = Window(response_timeout=response_timeout, keepalive=keepalive,
+                           submit_op=SUBMIT, probe_op=ALERT)
         self._buf = b""
         self._out: list[bytes] = []
 
@@ -168,28 +164,32 @@ class Session:
     @property
     def in_window(self) -> int:
         """OT 51 sent and not yet answered."""
-        return self._submits
+        return self._win.submits
 
     @property
     def window_room(self) -> int:
         """Submits that may go now: window room, and TRNs up to the oldest one in use."""
         if self.state is not _READY:
             return 0
-        room = self.window - self._submits
-        pending = self._pending
-        if pending:
-            free = (next(iter(pending)) - self._next_trn) % TRN_MODULO
+        win = self._win
+        room = self.window - win.submits
+        if win.pending:
+            free = (next(iter(win.pending)) - self._next_trn) % TRN_MODULO
             if free < room:
                 return free
         return room
 
     def _send(self, ot: int, data: bytes, token: Any, now: float) -> int:
         trn = self._next_trn
-        if trn in self._pending:
+        win = self._win
+        if trn in win.pending:
             raise SessionError(f"TRN {trn:02d} is still in use")
         self._next_trn = (trn + 1) % TRN_MODULO
         self._out.append(_frame(trn, b"O", ot, data))
-        self._pending[trn] = (ot, now + self.response_timeout, token)
+        if ot == SUBMIT:
+            win.add_submit(trn, token, now)
+        else:
+            win.add(trn, ot, token, now)
         return trn
 
     # --- requests from the owner -----------------------------------------------------
@@ -197,7 +197,7 @@ class Session:
     def login(self, now: float) -> int:
         """Send OT 60 (open session); LoggedIn or LoginFailed follows."""
         self._set_state(State.LOGGING_IN)
-        self._last_rx = now
+        self._win.last = now
         return self._send(SESSION, self._login, None, now)
 
     def submit(self, body: bytes, token: Any, now: float) -> int:
@@ -205,21 +205,16 @@ class Session:
         SessionError unless `window_room` says there is room: the owner checks first."""
         if self.state is not _READY:
             raise SessionError(f"OT 51 while {self.state.value}")
-        if self._submits >= self.window:
+        if self._win.submits >= self.window:
             raise SessionError(f"OT 51 with the window full ({self.window})")
-        trn = self._send(SUBMIT, body, token, now)
-        self._submits += 1
-        return trn
+        return self._send(SUBMIT, body, token, now)
 
     def close(self) -> list[Any]:
         """The connection is gone (or being dropped): CLOSED, and the tokens still held,
         in the order sent, for the owner to settle."""
         if self.state is not _CLOSED:
             self._set_state(_CLOSED)
-        tokens = [p[2] for p in self._pending.values() if p[2] is not None]
-        self._pending.clear()
-        self._submits = 0
-        self._alerting = False
+        tokens = self._win.close()
         self._out.clear()
         self._buf = b""
         return tokens
@@ -235,36 +230,16 @@ class Session:
     # --- time -------------------------------------------------------------------------
 
     def next_deadline(self) -> float | None:
-        deadline = None
-        if self._pending:
-            deadline = next(iter(self._pending.values()))[1]
-        if self.state is _READY and not self._alerting:
-            idle = self._last_rx + self.keepalive
-            if deadline is None or idle < deadline:
-                deadline = idle
-        return deadline
+        return self._win.next_deadline(self.state is _READY)
 
     def handle_timer(self, now: float) -> list[Event]:
         """Expire operations past their deadline; after `keepalive` seconds without a
         frame from the SMSC, send an OT 31 alert (if a TRN is free: if none is, we are
         waiting for results anyway)."""
-        events: list[Event] = []
-        pending = self._pending
-        while pending:
-            trn, (ot, deadline, token) = next(iter(pending.items()))
-            if deadline > now:
-                break
-            del pending[trn]
-            if ot == SUBMIT:
-                self._submits -= 1
-            elif ot == ALERT:
-                self._alerting = False
-            events.append(ResponseTimeout(ot, trn, token))
-        if (self.state is _READY and not self._alerting
-                and now >= self._last_rx + self.keepalive
-                and self._next_trn not in pending):
+        win = self._win
+        events: list[Event] = [ResponseTimeout(p[0], trn, p[2]) for trn, p in win.expire(now)]
+        if win.probe_due(now, self.state is _READY) and self._next_trn not in win.pending:
             self._send(ALERT, self._alert, None, now)
-            self._alerting = True
         return events
 
     # --- bytes from the SMSC ----------------------------------------------------------
@@ -277,6 +252,7 @@ class Session:
         buf = self._buf + data if self._buf else data
         n = len(buf)
         pos = 0
+        win = self._win
         while pos < n:
             start = buf.find(b"\x02", pos)
             if start < 0:
@@ -300,7 +276,7 @@ class Session:
                 events.append(Unexpected(f"frame without ETX skipped: {buf[start:restart]!r}"[:200]))
                 start = restart
             pos = end + 1
-            self._last_rx = now
+            win.last = now
             self._on_frame(buf[start + 1:end], events)
             if self.state is _CLOSED:
                 return events
@@ -328,22 +304,19 @@ class Session:
             self._on_operation(trn, ot, fields, events)
 
     def _on_result(self, trn: int, result_ot: int, f: list[bytes], events: list[Event]) -> None:
-        p = self._pending.pop(trn, None)
-        if p is None or p[0] != result_ot:
-            if p is not None:  # the TRN of another operation: leave it waiting
-                self._pending[trn] = p
+        p = self._win.take(trn, result_ot)  # the TRN of another operation keeps waiting
+        if p is None:
             events.append(Unexpected(f"result {codec.op_name(result_ot)} for TRN {trn:02d}, "
                                      "which we are not waiting for (late, after its "
                                      "timeout?)"))
             return
-        ot, _, token = p
+        ot, _, token, _ = p
         ack = f[0] == b"A"
         ec = sm = ""
         if not ack:  # N/EC/SM
             ec = f[1].decode("latin-1") if len(f) > 1 else ""
             sm = f[2].decode("latin-1") if len(f) > 2 else ""
         if ot == SUBMIT:
-            self._submits -= 1
             if ack:
                 # A/MVP/SM: SM is "AdC:SCTS". Read it from the end, so an SMSC that
                 # leaves MVP out still gives its reference.
@@ -358,8 +331,7 @@ class Session:
             else:
                 self._set_state(_CLOSED)
                 events.append(LoginFailed(ec, codec.error_text(ec, sm)))
-        elif ot == ALERT:
-            self._alerting = False  # a negative result is proof of life too
+        # ALERT: a negative result is proof of life too (`take` ended the probe).
 
     def _on_operation(self, trn: int, ot: int, f: list[bytes], events: list[Event]) -> None:
         if ot in (DELIVER, NOTIFY):
