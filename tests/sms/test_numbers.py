@@ -170,3 +170,28 @@ def test_address_is_frozen_and_hashable():
     assert {a, Address("123", 3, 0)} == {a}
     with pytest.raises(AttributeError):
         a.ton = 1
+
+
+def test_validity_agrees_with_phonenumbers_is_valid_number() -> None:
+    """normalise_msisdn decides validity by number type alone; it must agree with the library."""
+    import random
+
+    import phonenumbers
+
+    rng = random.Random(7)
+    prefixes = ["070", "071", "073", "076", "079", "08", "031", "+1", "+44", "+49", "+358", "+47"]
+    checked = 0
+    for _ in range(2000):
+        raw = rng.choice(prefixes) + str(rng.randrange(10 ** rng.randrange(3, 10)))
+        try:
+            parsed = phonenumbers.parse(raw, "SE")
+        except phonenumbers.NumberParseException:
+            continue
+        try:
+            normalise_msisdn(raw, "SE", mobile_only=False)
+            ours = True
+        except NumberError:
+            ours = False
+        assert ours == phonenumbers.is_valid_number(parsed), raw
+        checked += 1
+    assert checked > 1000
