@@ -14,6 +14,7 @@ SMPP simulator must keep its ceiling (`bench/sim_ceiling.py`).
 
 from __future__ import annotations
 
+import abc
 import argparse
 import asyncio
 import contextlib
@@ -106,7 +107,7 @@ class SimulatorOptions(TypedDict, total=False):
 # --------------------------------------------------------------------------
 
 
-class SimConnection(asyncio.Protocol, Generic[R]):
+class SimConnection(asyncio.Protocol, abc.ABC, Generic[R]):
     """The SMSC side of one TCP connection; the protocol module parses and answers."""
 
     def __init__(self, sim: Simulator[R, Any]) -> None:
@@ -118,9 +119,9 @@ class SimConnection(asyncio.Protocol, Generic[R]):
         self._closed = False
 
     @property
+    @abc.abstractmethod
     def receives_for(self) -> str | None:
         """The owner whose DLRs this connection takes (bound to receive), else None."""
-        raise NotImplementedError
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
@@ -168,7 +169,7 @@ class SimConnection(asyncio.Protocol, Generic[R]):
 # --------------------------------------------------------------------------
 
 
-class Simulator(Generic[R, C]):
+class Simulator(abc.ABC, Generic[R, C]):
     """An SMSC on a real TCP port: faults, recording, DLR scheduling, lifecycle.
 
     A subclass names itself (`NAME`, `LOG_PREFIX`, `UNITS`, `log`), its DLR
@@ -246,19 +247,21 @@ class Simulator(Generic[R, C]):
 
     # protocol hooks ----------------------------------------------------------
 
+    @abc.abstractmethod
     def _connection(self) -> C:
-        raise NotImplementedError
+        """A new connection object of the protocol."""
 
+    @abc.abstractmethod
     def _wants_dlr(self, rec: R) -> bool:
         """Whether an accepted submit asks for a DLR of the outcome `dlr_status`."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _owner(self, rec: R) -> str:
         """The bind (system_id, user) whose connections take this submit's DLR."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _dlr_frames(self, conn: C, recs: list[R]) -> list[bytes]:
-        raise NotImplementedError
+        """The protocol's DLR frames for these submits, to one connection."""
 
     def _join(self, parts: list[R]) -> str:
         """The text of a concatenated message from its parts, in order."""
