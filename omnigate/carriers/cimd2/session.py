@@ -24,6 +24,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from omnigate.carriers.sessionbase import SessionBase
 from omnigate.carriers.window import Request, Window
 from omnigate.model import FailureKind
 
@@ -157,8 +158,10 @@ Event = (LoggedIn | LoginFailed | SubmitOk | SubmitFailed | ResponseTimeout | Mo
          | ReportReceived | LoggedOut | ProtocolError | Unexpected)
 
 
-class Session:
+class Session(SessionBase):
     """CIMD2 client session on one connection; see the module docstring."""
+
+    CLOSED = _CLOSED
 
     def __init__(self, *, user: str, password: str, window: int = 1, keepalive: float = 60.0,
                  response_timeout: float = 10.0, checksum: bool = True,
@@ -260,25 +263,6 @@ class Session:
         Submits still outstanding keep their deadlines and may still be answered."""
         self._set_state(State.LOGGING_OUT)
         return self._request(LOGOUT, b"", None, now)
-
-    def close(self) -> list[Any]:
-        """The connection is gone (or is being dropped): CLOSED, and the tokens of every
-        request still outstanding, in the order sent, for the owner to settle."""
-        if self.state is not _CLOSED:
-            self._set_state(_CLOSED)
-        tokens = self._win.close()
-        self._out.clear()
-        self._buf = b""
-        return tokens
-
-    def data_to_send(self) -> bytes:
-        """Bytes to write: every packet produced since the last call, in one buffer."""
-        out = self._out
-        if not out:
-            return b""
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        return data
 
     # --- time ----------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from omnigate.carriers.sessionbase import SessionBase
 from omnigate.carriers.window import Window
 from omnigate.model import FailureKind
 
@@ -152,8 +153,10 @@ Event = (Bound | BindFailed | SubmitOk | SubmitFailed | ResponseTimeout | MoRece
          | ReceiptReceived | Unbound | ProtocolError | Unexpected)
 
 
-class Session:
+class Session(SessionBase):
     """SMPP client session on one connection; see the module docstring."""
+
+    CLOSED = _CLOSED
 
     def __init__(self, *, mode: str, system_id: str, password: str, system_type: str = "",
                  window: int = 10, enquire_link: float = 30.0,
@@ -240,25 +243,6 @@ class Session:
         self._out.append(codec.header_only(UNBIND, seq))
         self._win.add(seq, UNBIND, None, now)
         return seq
-
-    def close(self) -> list[Any]:
-        """The connection is gone (or is being dropped): CLOSED, and the tokens of every
-        request still outstanding, in the order sent, for the owner to settle."""
-        if self.state is not _CLOSED:
-            self._set_state(_CLOSED)
-        tokens = self._win.close()
-        self._out.clear()
-        self._buf = b""
-        return tokens
-
-    def data_to_send(self) -> bytes:
-        """Bytes to write, all PDUs produced since the last call in one buffer."""
-        out = self._out
-        if not out:
-            return b""
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        return data
 
     # --- time -----------------------------------------------------------------------
 

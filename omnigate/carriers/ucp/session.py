@@ -30,6 +30,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from omnigate.carriers.sessionbase import SessionBase
 from omnigate.carriers.window import Window
 from omnigate.model import FailureKind
 
@@ -128,8 +129,10 @@ Event = (LoggedIn | LoginFailed | SubmitOk | SubmitFailed | ResponseTimeout | Mo
          | NotificationReceived | ProtocolError | Unexpected)
 
 
-class Session:
+class Session(SessionBase):
     """UCP/EMI client session on one connection; see the module docstring."""
+
+    CLOSED = _CLOSED
 
     def __init__(self, *, user: str, password: str, window: int = 10,
                  keepalive: float = 30.0, response_timeout: float = 10.0,
@@ -208,24 +211,6 @@ class Session:
         if self._win.submits >= self.window:
             raise SessionError(f"OT 51 with the window full ({self.window})")
         return self._send(SUBMIT, body, token, now)
-
-    def close(self) -> list[Any]:
-        """The connection is gone (or being dropped): CLOSED, and the tokens still held,
-        in the order sent, for the owner to settle."""
-        if self.state is not _CLOSED:
-            self._set_state(_CLOSED)
-        tokens = self._win.close()
-        self._out.clear()
-        self._buf = b""
-        return tokens
-
-    def data_to_send(self) -> bytes:
-        out = self._out
-        if not out:
-            return b""
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        return data
 
     # --- time -------------------------------------------------------------------------
 
