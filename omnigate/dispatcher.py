@@ -260,7 +260,7 @@ class Dispatcher:
         last = rows[-1].id if rows else queue.loaded_upto
         queue.loaded(msgs, last, len(rows) < limit, skipped, time.time())
 
-    def _from_row(self, row: Any, sent: set[int] | None) -> Outbound | None:
+    def _from_row(self, row: Any, sent: dict[int, str] | None) -> Outbound | None:
         sender = None
         if row.sender:
             try:
@@ -273,9 +273,13 @@ class Dispatcher:
             sender_text=row.sender, flash=row.flash, report=row.report, priority=row.priority,
             not_before=row.not_before, expires_at=row.expires_at, parts=row.parts,
             chars=row.chars, account=row.account, origin=row.origin,
-            committed_at=row.created_at, attempts=row.attempts, sent=sent,
+            committed_at=row.created_at, attempts=row.attempts, sent=set(sent or ()),
             ucs2=row.coding == Coding.UCS2,
             dlr=(row.dlr_url, row.dlr_mask) if row.dlr_url else None)
+        ranks = [_REPORT_RANK[Status(s)] for s in (sent or {}).values()
+                 if Status(s) in _REPORT_RANK]
+        if ranks:  # reports that came before a restart still count
+            msg.reported = (len(ranks), max(ranks))
         msg.route = self.router.route_for(msg.recipient)
         if msg.route is None:
             self._finish(row.id, Status.FAILED, None, f"no route for {row.recipient}")
@@ -298,7 +302,8 @@ class Dispatcher:
                 refs.popitem(last=False)
             # Counted from the first part taken: a report may overtake a later part.
             if part.message_id not in self._awaiting:
-                self._awaiting[part.message_id] = [part.total, 0]
+                done, worst = msg.reported if msg is not None else (0, 0)
+                self._awaiting[part.message_id] = [part.total - done, worst]
                 if len(self._awaiting) > _REFS_KEPT:
                     self._awaiting.popitem(last=False)
         counter = self._sent_counters.get(link)

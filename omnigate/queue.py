@@ -27,7 +27,8 @@ class Outbound:
     __slots__ = (
         "account", "attempts", "chars", "committed_at", "concat_ref", "dlr", "expires_at", "failure",
         "flash", "id", "link", "not_before", "origin", "parts", "pending", "priority",
-        "recipient", "report", "route", "segmented", "sender", "sender_text", "sent", "text",
+        "recipient", "report", "reported", "route", "segmented", "sender", "sender_text", "sent",
+        "text",
         "tier", "tier_failures", "ucs2",
     )
 
@@ -56,6 +57,7 @@ class Outbound:
         self.attempts = attempts
         self.segmented = segmented
         self.sent: set[int] = sent or set()
+        self.reported = (0, 0)  # (reports already in the store, worst rank) after a restart
         self.ucs2 = ucs2
         self.dlr = dlr  # (dlr-url, dlr-mask) of a Kannel client
         self.concat_ref = id & 0xFF

@@ -215,3 +215,24 @@ async def test_listeners_hear_each_change_with_the_message(store: Store) -> None
     assert (final.status, final.message.id) == (Status.UNDELIVERED, id)
     assert final.message.text == sent.message.text == "x" * 200
     assert final.message.recipient == "+46701234567"
+
+
+async def test_report_before_a_restart_still_counts_for_a_part_sent_after_it(
+        store: Store) -> None:
+    rig = Rig(store)
+    await rig.start()
+    id, (p1, p2) = await two_parts_handed_over(rig)
+    rig.dispatcher.on_sent(p1, "r1")
+    rig.dispatcher.on_report(report("r1"))  # part 1 delivered before the restart
+    rig.dispatcher.close()  # stopping: part 2's failure leaves the message queued
+    rig.dispatcher.on_failed(p2, FailureKind.TEMPORARY, "connection lost")
+    assert (await rig.status(id))["status"] == "queued"
+    fresh = Rig(store)
+    await fresh.start()  # recovery: only part 2 is sent again
+    await asyncio.wait_for(fresh.link.arrived.wait(), 2)
+    [again] = fresh.link.parts
+    assert again.seq == 2
+    fresh.dispatcher.on_sent(again, "r2")
+    fresh.dispatcher.on_report(report("r2"))
+    msg = await fresh.status(id)
+    assert msg["status"] == "delivered"

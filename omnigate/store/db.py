@@ -181,17 +181,18 @@ class Store:
                 select(func.count()).select_from(schema.messages)
                 .where(c.node == node, c.status.in_(("queued", "sending"))))).scalar_one())
 
-    async def sent_parts(self, message_ids: list[int]) -> dict[int, set[int]]:
-        """Parts already taken by a carrier, so recovery resends only the rest."""
+    async def sent_parts(self, message_ids: list[int]) -> dict[int, dict[int, str]]:
+        """Parts already taken by a carrier (seq -> status), so recovery resends only the
+        rest and still counts the reports that arrived before it."""
         pc = schema.parts.c
-        out: dict[int, set[int]] = {}
+        out: dict[int, dict[int, str]] = {}
         async with self.engine.connect() as conn:
             for i in range(0, len(message_ids), 500):
                 rows = (await conn.execute(
-                    select(pc.message_id, pc.seq)
+                    select(pc.message_id, pc.seq, pc.status)
                     .where(pc.message_id.in_(message_ids[i:i + 500])))).all()
                 for r in rows:
-                    out.setdefault(r.message_id, set()).add(r.seq)
+                    out.setdefault(r.message_id, {})[r.seq] = r.status
         return out
 
     async def find_part(self, link: str, carrier_ref: str) -> Any | None:

@@ -102,7 +102,7 @@ async def test_queue_reads(store_url: str) -> None:
         await store.writer.commit({"parts": [
             {"message_id": 5, "seq": 1, "link": "l", "carrier_ref": "abc", "status": "sent",
              "error": None, "updated_at": time.time()}]})
-        assert await store.sent_parts([1, 5]) == {5: {1}}
+        assert await store.sent_parts([1, 5]) == {5: {1: "sent"}}
         found = await store.find_part("l", "abc")
         assert found is not None
         assert (found.message_id, found.seq, found.parts, found.status) == (5, 1, 1, "queued")
