@@ -175,9 +175,9 @@ class AccountConfig(Section):
 class SimulatorConfig(Section):
     """An SMSC simulator started inside the daemon: for trying omnigate, not for traffic."""
 
-    type: Literal["smpp"] = "smpp"
+    type: Literal["smpp", "cimd2", "ucp"] = "smpp"
     listen: str = "127.0.0.1:2775"
-    system_id: str | None = None
+    system_id: str | None = Field(None, description="the login it accepts (CIMD2/UCP: user)")
     password: str | None = None
     dlr: bool = True
     dlr_delay: float = Field(0.0, ge=0)

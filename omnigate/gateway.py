@@ -24,7 +24,7 @@ from omnigate import __version__, carriers
 from omnigate.api.http import build_app
 from omnigate.api.smtp import SmtpIngress
 from omnigate.carriers.base import Link, LinkState
-from omnigate.config import Config, ConfigError, split_hostport
+from omnigate.config import Config, ConfigError, SimulatorConfig, split_hostport
 from omnigate.delivery.dlr_url import DlrNotifier
 from omnigate.delivery.email import Mailer
 from omnigate.dispatcher import Dispatcher
@@ -33,13 +33,26 @@ from omnigate.intake import client_keys, prepare
 from omnigate.metrics import Metrics
 from omnigate.model import Accepted, Status, SubmitError, SubmitRequest
 from omnigate.routing.outbound import Route, Router
+from omnigate.sim.base import Simulator
+from omnigate.sim.cimd2 import Cimd2Simulator
 from omnigate.sim.smpp import SmscSimulator
+from omnigate.sim.ucp import UcpSimulator
 from omnigate.sms.numbers import NumberError, normalise_msisdn
 from omnigate.store import Store
 from omnigate.store.writer import ConstraintError, StoreUnavailable
 from omnigate.trafficlog import TrafficLog
 
 log = logging.getLogger("omnigate")
+
+
+def build_simulator(config: SimulatorConfig) -> Simulator[Any, Any]:
+    host, port = split_hostport(config.listen)
+    common = {"host": host, "port": port, "password": config.password, "dlr": config.dlr,
+              "dlr_delay": config.dlr_delay}
+    if config.type == "smpp":
+        return SmscSimulator(system_id=config.system_id, **common)
+    cls = Cimd2Simulator if config.type == "cimd2" else UcpSimulator
+    return cls(user=config.system_id, **common)
 
 
 def build_routes(config: Config) -> list[Route]:
@@ -86,10 +99,7 @@ class Gateway:
         self.node = config.node.name
         self.metrics = Metrics()
         self.ids = IdGenerator(config.node.id)
-        self.simulators = [SmscSimulator(
-            host=split_hostport(s.listen)[0], port=split_hostport(s.listen)[1],
-            system_id=s.system_id, password=s.password, dlr=s.dlr, dlr_delay=s.dlr_delay)
-            for s in config.simulators]
+        self.simulators = [build_simulator(s) for s in config.simulators]
         self.links: dict[str, Link] = {}
         self._link_specs = resolved
         self.store: Store | None = None

@@ -367,3 +367,23 @@ async def test_kannel_dlr_url_and_ucs2_coding(
     msg = await wait_status(http, base, int(calls[0]["id"]), FINAL)
     assert msg["status"] == "delivered"
     assert smsc.submits[0].data_coding == 8 and smsc.submits[0].text == "Hi"
+
+
+@pytest.mark.parametrize("protocol", ["smpp", "cimd2", "ucp"])
+async def test_built_in_simulator_of_each_protocol(
+        protocol: str, tmp_path: Path, gateway_factory: Callable[..., Any],
+        http: aiohttp.ClientSession, unused_tcp_port: int) -> None:
+    """`[[simulators]]` starts any protocol's SMSC inside the daemon, as `make run` does."""
+    login = {"system_id": "omnigate"} if protocol == "smpp" else {"user": "omnigate"}
+    config = make_config(
+        f"sqlite+aiosqlite:///{tmp_path}/o.db", unused_tcp_port, tmp_path,
+        simulators=[{"type": protocol, "listen": f"127.0.0.1:{unused_tcp_port}",
+                     "system_id": "omnigate", "password": "secret", "dlr": True}],
+        links=[{"name": "smsc1", "type": protocol, "hosts": [f"127.0.0.1:{unused_tcp_port}"],
+                "password": "secret", **login}])
+    gw = await gateway_factory(config)
+    base = f"http://127.0.0.1:{gw.http_port}"
+    async with http.get(f"{base}/send", params={"numbers": "0701234567", "text": "hej"}) as resp:
+        id = int((await resp.text()).split()[1])
+    assert (await wait_status(http, base, id, FINAL))["status"] == "delivered"
+    assert gw.simulators[0].submit_count == 1
