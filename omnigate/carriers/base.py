@@ -78,6 +78,8 @@ class Link(abc.ABC):
     protocol: ClassVar[str] = "link"
 
     def __init__(self, config: LinkConfig, events: LinkEvents) -> None:
+        if not isinstance(config, self.config_model):  # a bare LinkConfig: check its type's fields
+            config = self.config_model.model_validate(config.model_dump())
         self.config = config
         self.name = config.name
         self.events = events

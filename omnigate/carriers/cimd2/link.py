@@ -132,8 +132,6 @@ class Cimd2Link(StreamLink):
     protocol = "cimd2"
 
     def __init__(self, config: LinkConfig, events: LinkEvents) -> None:
-        if not isinstance(config, Cimd2Config):
-            config = Cimd2Config.model_validate(config.model_dump())
         super().__init__(config, events)
         self.config: Cimd2Config = config
         c = config

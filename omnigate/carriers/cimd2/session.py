@@ -24,7 +24,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from omnigate.carriers.sessionbase import SessionBase
+from omnigate.carriers.sessionbase import SessionBase, SessionError
 from omnigate.carriers.window import Request, Window
 from omnigate.model import FailureKind
 
@@ -59,10 +59,6 @@ _SUBMIT_HEADS = {n: (b"\x02%02d:%03d\t" % (SUBMIT, n), sum(b"\x02%02d:%03d\t" % 
 
 # Bodiless answers (deliver responses, alive response) by (op, number, checksum).
 _ANSWERS: dict[tuple[int, int, bool], bytes] = {}
-
-
-class SessionError(Exception):
-    """The owner asked for something the session's state does not allow (a bug)."""
 
 
 class State(enum.Enum):
@@ -161,6 +157,8 @@ Event = (LoggedIn | LoginFailed | SubmitOk | SubmitFailed | ResponseTimeout | Mo
 class Session(SessionBase):
     """CIMD2 client session on one connection; see the module docstring."""
 
+    PROTOCOL = "CIMD2"
+    TRANSITIONS = _TRANSITIONS
     CLOSED = _CLOSED
 
     def __init__(self, *, user: str, password: str, window: int = 1, keepalive: float = 60.0,
@@ -177,32 +175,18 @@ class Session(SessionBase):
         # Ask for the window at login (parameter 019) only when it is not the default 1:
         # an SMS Center that does not allow it then says so (error 104 or 105).
         self._send_window = window > 1 if send_window_size is None else send_window_size
-        self.state = State.OPEN
         self._next = codec.FIRST_NUMBER
         # Outstanding requests by packet number. A request's `extra` is its packet, kept
         # for one resend after a NACK, and None once resent. `last` is the last packet in
         # either direction, for keep-alive.
-        self._win = Window(response_timeout=response_timeout, keepalive=keepalive,
-                           submit_op=SUBMIT, probe_op=ALIVE)
-        self._buf = b""
-        self._out: list[bytes] = []
+        self._open(State.OPEN, Window(response_timeout=response_timeout, keepalive=keepalive,
+                                      submit_op=SUBMIT, probe_op=ALIVE))
 
     # --- state -------------------------------------------------------------------------
-
-    def _set_state(self, new: State) -> None:
-        if new not in _TRANSITIONS[self.state]:
-            raise SessionError(f"illegal CIMD2 session transition {self.state.value} -> "
-                               f"{new.value}")
-        self.state = new
 
     @property
     def ready(self) -> bool:
         return self.state is _READY
-
-    @property
-    def in_window(self) -> int:
-        """Submits sent and not yet answered."""
-        return self._win.submits
 
     @property
     def window_room(self) -> int:

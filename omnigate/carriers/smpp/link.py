@@ -128,8 +128,6 @@ class SmppLink(StreamLink):
     protocol = "smpp"
 
     def __init__(self, config: LinkConfig, events: LinkEvents) -> None:
-        if not isinstance(config, SmppConfig):
-            config = SmppConfig.model_validate(config.model_dump())
         super().__init__(config, events)
         self.config: SmppConfig = config
         c = config

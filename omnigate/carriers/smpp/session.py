@@ -22,7 +22,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from omnigate.carriers.sessionbase import SessionBase
+from omnigate.carriers.sessionbase import SessionBase, SessionError
 from omnigate.carriers.window import Window
 from omnigate.model import FailureKind
 
@@ -52,10 +52,6 @@ MAX_SEQUENCE = 0x7FFFFFFF  # §3.2: sequence_number 0x00000001 to 0x7FFFFFFF
 
 BIND_MODES = {"transmitter": BIND_TRANSMITTER, "receiver": BIND_RECEIVER,
               "transceiver": BIND_TRANSCEIVER}
-
-
-class SessionError(Exception):
-    """The owner asked for something the session's state does not allow (a bug)."""
 
 
 class State(enum.Enum):
@@ -156,6 +152,8 @@ Event = (Bound | BindFailed | SubmitOk | SubmitFailed | ResponseTimeout | MoRece
 class Session(SessionBase):
     """SMPP client session on one connection; see the module docstring."""
 
+    PROTOCOL = "SMPP"
+    TRANSITIONS = _TRANSITIONS
     CLOSED = _CLOSED
 
     def __init__(self, *, mode: str, system_id: str, password: str, system_type: str = "",
@@ -172,31 +170,17 @@ class Session(SessionBase):
         self.response_timeout = response_timeout
         self._bind_id = BIND_MODES[mode]
         self._credentials = (system_id, password, system_type)
-        self.state = State.OPEN
         self.peer_system_id = ""
         self._next_seq = 1
         # Outstanding requests by sequence number; `last` is the last PDU from the SMSC.
-        self._win = Window(response_timeout=response_timeout, keepalive=enquire_link,
-                           submit_op=SUBMIT_SM, probe_op=ENQUIRE_LINK)
-        self._buf = b""
-        self._out: list[bytes] = []
+        self._open(State.OPEN, Window(response_timeout=response_timeout, keepalive=enquire_link,
+                                      submit_op=SUBMIT_SM, probe_op=ENQUIRE_LINK))
 
     # --- state ------------------------------------------------------------------------
-
-    def _set_state(self, new: State) -> None:
-        if new not in _TRANSITIONS[self.state]:
-            raise SessionError(f"illegal SMPP session transition {self.state.value} -> "
-                               f"{new.value}")
-        self.state = new
 
     @property
     def bound(self) -> bool:
         return self.state is _BOUND
-
-    @property
-    def in_window(self) -> int:
-        """submit_sm sent and not yet answered."""
-        return self._win.submits
 
     @property
     def window_room(self) -> int:

@@ -130,8 +130,6 @@ class UcpLink(StreamLink):
     protocol = "ucp"
 
     def __init__(self, config: LinkConfig, events: LinkEvents) -> None:
-        if not isinstance(config, UcpConfig):
-            config = UcpConfig.model_validate(config.model_dump())
         super().__init__(config, events)
         self.config: UcpConfig = config
         c = config

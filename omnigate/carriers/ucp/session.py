@@ -30,7 +30,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from omnigate.carriers.sessionbase import SessionBase
+from omnigate.carriers.sessionbase import SessionBase, SessionError
 from omnigate.carriers.window import Window
 from omnigate.model import FailureKind
 
@@ -39,10 +39,6 @@ from .codec import ALERT, DELIVER, MAX_FRAME, NOTIFY, SESSION, SUBMIT, TRN_MODUL
 
 _frame = codec.frame
 _read_frame = codec.read_frame
-
-
-class SessionError(Exception):
-    """The owner asked for something the session's state does not allow (a bug)."""
 
 
 class State(enum.Enum):
@@ -132,6 +128,8 @@ Event = (LoggedIn | LoginFailed | SubmitOk | SubmitFailed | ResponseTimeout | Mo
 class Session(SessionBase):
     """UCP/EMI client session on one connection; see the module docstring."""
 
+    PROTOCOL = "UCP"
+    TRANSITIONS = _TRANSITIONS
     CLOSED = _CLOSED
 
     def __init__(self, *, user: str, password: str, window: int = 10,
@@ -147,27 +145,13 @@ class Session(SessionBase):
         self.user = user
         self._login = codec.login_data(user, password, login_ton, login_npi)
         self._alert = codec.alert_data(user, alert_pid)
-        self.state = State.OPEN
         self._next_trn = 0
         # Outstanding operations by TRN, in the order sent: the oldest is the oldest TRN
         # still in use. `last` is the last frame from the SMSC.
-        self._win = Window(response_timeout=response_timeout, keepalive=keepalive,
-                           submit_op=SUBMIT, probe_op=ALERT)
-        self._buf = b""
-        self._out: list[bytes] = []
+        self._open(State.OPEN, Window(response_timeout=response_timeout, keepalive=keepalive,
+                                      submit_op=SUBMIT, probe_op=ALERT))
 
     # --- state ------------------------------------------------------------------------
-
-    def _set_state(self, new: State) -> None:
-        if new not in _TRANSITIONS[self.state]:
-            raise SessionError(f"illegal UCP session transition {self.state.value} -> "
-                               f"{new.value}")
-        self.state = new
-
-    @property
-    def in_window(self) -> int:
-        """OT 51 sent and not yet answered."""
-        return self._win.submits
 
     @property
     def window_room(self) -> int:
