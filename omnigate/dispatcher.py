@@ -98,7 +98,6 @@ class Dispatcher:
         self._slow: asyncio.Queue[DeliveryReport] = asyncio.Queue()
         self._slow_worker: asyncio.Task[None] | None = None
         self._closing = False
-        self._sent_counters: dict[str, Any] = {}
         self.idle = asyncio.Event()
         self.idle.set()
 
@@ -306,10 +305,7 @@ class Dispatcher:
                 self._awaiting[part.message_id] = [part.total - done, worst]
                 if len(self._awaiting) > _REFS_KEPT:
                     self._awaiting.popitem(last=False)
-        counter = self._sent_counters.get(link)
-        if counter is None:
-            counter = self._sent_counters[link] = self.metrics.sent.labels(link)
-        counter.inc()
+        self.metrics.child(self.metrics.sent, link).inc()
         if msg is None:
             return
         msg.sent.add(part.seq)
@@ -318,7 +314,7 @@ class Dispatcher:
             self._attempt_done(msg, now)
 
     def on_failed(self, part: Part, kind: FailureKind, reason: str) -> None:
-        self.metrics.failed.labels(part.link or "", kind.value).inc()
+        self.metrics.child(self.metrics.failed, part.link or "", kind.value).inc()
         msg = self.in_flight.get(part.message_id)
         if msg is None:
             return
@@ -420,7 +416,7 @@ class Dispatcher:
     # -- delivery reports ---------------------------------------------------
 
     def on_report(self, report: DeliveryReport) -> None:
-        self.metrics.delivered.labels(report.link, report.status.value).inc()
+        self.metrics.child(self.metrics.delivered, report.link, report.status.value).inc()
         found = self._refs.pop((report.link, report.carrier_ref), None)
         if found is None:
             self._slow.put_nowait(report)
@@ -500,7 +496,7 @@ class Dispatcher:
     # -- MO and link state --------------------------------------------------
 
     def on_mo(self, inbound: Inbound) -> None:
-        self.metrics.inbound.labels(inbound.link).inc()
+        self.metrics.child(self.metrics.inbound, inbound.link).inc()
         ref, total, seq = inbound.concat or (None, None, None)
         self.writer.write("inbound", {
             "link": inbound.link, "sender": inbound.sender, "recipient": inbound.recipient,

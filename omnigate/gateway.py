@@ -226,7 +226,7 @@ class Gateway:
                                messages=self.config.messages, router=self.router,
                                ids=self.ids, node=self.node)
         except SubmitError:
-            self.metrics.rejected.labels(request.origin.value).inc()
+            self.metrics.child(self.metrics.rejected, request.origin.value).inc()
             raise
         try:
             await self.store.writer.commit(prepared.rows)
@@ -240,7 +240,8 @@ class Gateway:
             existing = await self.store.find_client_keys(client_keys(request, len(request.to)))
             return [Accepted(r.id, r.recipient, Status(r.status), r.parts) for r in existing]
         self.dispatcher.add(prepared.messages)
-        self.metrics.accepted.labels(request.origin.value).inc(len(prepared.messages))
+        self.metrics.child(self.metrics.accepted, request.origin.value).inc(
+            len(prepared.messages))
         return [Accepted(m.id, m.recipient, Status.QUEUED, m.parts) for m in prepared.messages]
 
     # -- views --------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -14,6 +15,7 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
         self.accepted = Counter("omnigate_messages_accepted", "Messages accepted, by origin",
                                 ["origin"], registry=r)
@@ -33,6 +35,15 @@ class Metrics:
         self.queue_depth = Gauge("omnigate_queue_depth", "Messages queued in this node, not yet sent",
                                  registry=r)
         self.link_up = Gauge("omnigate_link_up", "1 while a link is up", ["link"], registry=r)
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """A labelled child, looked up once: `labels()` costs a lock and a tuple per call,
+        and the hot path increments these per message."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def watch_queue(self, depth: Callable[[], int]) -> None:
         """Read the queue depth at scrape time instead of updating it per message."""
