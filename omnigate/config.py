@@ -11,12 +11,15 @@ the carrier registry for the fields of its type (see `carriers.resolve`), so
 
 from __future__ import annotations
 
+import codecs
+import datetime as dt
 import ipaddress
 import os
 import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -114,6 +117,38 @@ class MessagesConfig(Section):
     report: bool = Field(True, description="ask carriers for delivery reports")
 
 
+def _zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r} (e.g. 'Europe/Stockholm')") from None
+    return name
+
+
+class RoutingConfig(Section):
+    timezone: str = Field("UTC", description="zone of route time windows without their own")
+    circuit_failures: int = Field(5, ge=1, description="consecutive temporary failures of a link "
+                                                       "that open its circuit")
+    circuit_cooldown: float = Field(30.0, gt=0, description="seconds a link's open circuit "
+                                                            "skips it before one probe")
+
+    _timezone = field_validator("timezone")(_zone)
+
+
+class ClusterConfig(Section):
+    """Several nodes sharing one PostgreSQL store (see README "Redundant nodes")."""
+
+    heartbeat: float = Field(1.0, gt=0, description="seconds between a node's heartbeats")
+    lease: float = Field(10.0, gt=0, description="seconds without a heartbeat before a node "
+                                                 "counts as dead and its queue is taken over")
+
+    @model_validator(mode="after")
+    def _lease_covers_beats(self) -> ClusterConfig:
+        if self.lease < 3 * self.heartbeat:
+            raise ValueError("lease must be at least 3 heartbeats")
+        return self
+
+
 class RetryConfig(Section):
     initial: float = Field(5.0, gt=0, description="first retry delay, seconds")
     maximum: float = Field(600.0, gt=0, description="retry delay cap, seconds")
@@ -132,8 +167,22 @@ class LinkEntry(BaseModel):
 
 
 class RouteMatch(Section):
+    """Conditions of a route; every one given must hold. No match at all = the default route."""
+
     prefix: list[str] = Field(default_factory=list,
                               description="E.164 destination prefixes, with or without '+'")
+    regex: list[str] = Field(default_factory=list,
+                             description="patterns searched in the E.164 number ('+46...')")
+    origin: list[Literal["http", "smtp", "spool", "sql", "tcp", "web", "smpp", "cli"]] = Field(
+        default_factory=list, description="ingresses the message came through")
+    account: list[str] = Field(default_factory=list, description="sending accounts")
+    sender: list[str] = Field(default_factory=list, description="originators, as submitted")
+    flash: bool | None = Field(None, description="only flash (true) or only normal (false) SMS")
+    min_priority: int | None = Field(None, description="priority at least this")
+    days: list[str] = Field(default_factory=list,
+                            description="weekdays: 'mon'..'sun' or ranges like 'mon-fri'")
+    hours: str | None = Field(None, description="'08:00-17:00'; past midnight allowed ('22:00-06:00')")
+    timezone: str | None = Field(None, description="zone of days/hours; default [routing].timezone")
 
     @field_validator("prefix")
     @classmethod
@@ -146,13 +195,60 @@ class RouteMatch(Section):
             out.append(d)
         return out
 
+    @field_validator("regex")
+    @classmethod
+    def _patterns(cls, values: list[str]) -> list[str]:
+        for v in values:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"regex {v!r}: {exc}") from None
+        return values
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, values: list[str]) -> list[str]:
+        words = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+        for v in values:
+            if any(d not in words for d in v.lower().split("-", 1)):
+                raise ValueError(f"day {v!r}: use mon..sun or a range like mon-fri")
+        return values
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, value: str | None) -> str | None:
+        if value is not None:
+            left, sep, right = value.partition("-")
+            try:
+                if not sep:
+                    raise ValueError
+                dt.time.fromisoformat(left)
+                dt.time.fromisoformat(right)
+            except ValueError:
+                raise ValueError(f"hours {value!r}: expected HH:MM-HH:MM") from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return value if value is None else _zone(value)
+
 
 class RouteConfig(Section):
     name: str | None = None
     match: RouteMatch | None = None
     tiers: list[list[str]] = Field(min_length=1)
     fallback_after: int = Field(3, ge=1, description="failed attempts on a tier before the next")
-    weights: dict[str, int] = Field(default_factory=dict)
+    weights: dict[str, int] = Field(default_factory=dict,
+                                    description="share within a tier by link name; default 1")
+
+    @field_validator("weights")
+    @classmethod
+    def _positive(cls, weights: dict[str, int]) -> dict[str, int]:
+        for name, w in weights.items():
+            if w < 1:
+                raise ValueError(f"weight of {name!r} must be at least 1")
+        return weights
 
     @field_validator("tiers")
     @classmethod
@@ -168,6 +264,8 @@ class AccountConfig(Section):
     password_hash: str | None = Field(None, description="from `omnigate hash-password`")
     api_key_hash: list[str] = Field(default_factory=list, description="from `omnigate hash-password`")
     allow: list[str] = Field(default_factory=list, description="client networks; empty = [http].allow")
+    rate: float = Field(0, ge=0, description="messages per second sent for this account; "
+                                             "0 = unlimited (over it, messages wait)")
 
     _allow = field_validator("allow")(_networks)
 
@@ -308,6 +406,35 @@ class MailConfig(Section):
         return self
 
 
+class TcpConfig(Section):
+    """The telnet-style line protocol (`api/tcp.py`); an absent [tcp] section means no listener."""
+
+    listen: str = "127.0.0.1:2323"
+    allow: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+                             description="client networks; others get -ERR forbidden at connect")
+    idle_timeout: float = Field(300.0, gt=0, description="seconds without a command before closing")
+    # A SEND line holds up to max_recipients numbers and a text of up to
+    # [messages].max_parts x 160 characters of up to 4 UTF-8 bytes each.
+    max_line: int = Field(8192, ge=256, le=1 << 20,
+                          description="bytes of one line, and of one DATA text; longer is refused")
+    max_sessions: int = Field(100, ge=1, description="sessions at once; more get -ERR busy")
+    max_recipients: int = Field(100, ge=1, description="numbers in one SEND")
+    charset: str = Field("utf-8", description="of the lines, e.g. 'iso-8859-1' for old boxes")
+    auth_delay: float = Field(1.0, ge=0, le=60, description="seconds before answering a wrong "
+                              "AUTH; doubles with each further one from the same address")
+
+    _listen = field_validator("listen")(_hostport)
+    _allow = field_validator("allow")(_networks)
+
+    @field_validator("charset")
+    @classmethod
+    def _charset(cls, v: str) -> str:
+        try:
+            return codecs.lookup(v).name
+        except LookupError:
+            raise ValueError(f"unknown charset {v!r}") from None
+
+
 class Config(Section):
     node: NodeConfig = Field(default_factory=NodeConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
@@ -316,12 +443,15 @@ class Config(Section):
     numbers: NumbersConfig = Field(default_factory=NumbersConfig)
     messages: MessagesConfig = Field(default_factory=MessagesConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    cluster: ClusterConfig | None = Field(None, description="absent = a single node")
     links: list[LinkEntry] = Field(default_factory=list)
     routes: list[RouteConfig] = Field(default_factory=list)
     accounts: list[AccountConfig] = Field(default_factory=list)
     simulators: list[SimulatorConfig] = Field(default_factory=list)
     traffic_log: TrafficLogConfig = Field(default_factory=TrafficLogConfig)
     smtp: SmtpConfig | None = Field(None, description="absent = no SMTP ingress")
+    tcp: TcpConfig | None = Field(None, description="absent = no TCP line protocol")
     mail: MailConfig | None = Field(None, description="absent = no mail out")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -347,6 +477,9 @@ class Config(Section):
             for name in route.weights:
                 if not any(name in tier for tier in route.tiers):
                     problems.append(f"routes[{i}].weights: {name!r} is in no tier of this route")
+        if self.cluster and not self.store.url.startswith("postgresql"):
+            problems.append("cluster: nodes share their queue through a PostgreSQL store; "
+                            f"store.url is {self.store.url.split(':', 1)[0]}")
         defaults = [i for i, r in enumerate(self.routes) if r.match is None]
         if len(defaults) > 1:
             problems.append(f"routes[{defaults[1]}]: a second default route (no match) is never used")

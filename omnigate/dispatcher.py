@@ -38,7 +38,8 @@ from omnigate.model import (
     StatusListener,
 )
 from omnigate.queue import Outbound, Queue
-from omnigate.routing.outbound import Router, Wait
+from omnigate.routing.outbound import Choice, Router, Wait
+from omnigate.routing.ratelimit import TokenBucket
 from omnigate.sms.coding import Coding
 from omnigate.sms.numbers import NumberError, parse_sender
 from omnigate.sms.segment import segment
@@ -51,6 +52,7 @@ _SWEEP_EVERY = 5.0  # seconds between expiry sweeps of the in-memory queue
 _REFS_KEPT = 100_000  # carrier references remembered for DLR matching without a query
 _PAGE = 5000  # messages read from the store per backlog page
 _RECHECK = 0.25  # seconds before a blocked route is tried again without an event
+_DEFER_MAX = 2000  # messages set aside in one pump pass (waiting routes, accounts over rate)
 _REPORT_RANK = {Status.DELIVERED: 0, Status.EXPIRED: 1, Status.UNDELIVERED: 2}
 _FAILURE_RANK = {FailureKind.THROTTLED: 0, FailureKind.TEMPORARY: 1, FailureKind.PERMANENT: 2}
 
@@ -68,6 +70,7 @@ class Dispatcher:
                  messages: MessagesConfig, numbers: NumbersConfig, retry: RetryConfig,
                  metrics: Metrics, traffic: TrafficLog, memory_limit: int,
                  listeners: list[StatusListener] | None = None,
+                 account_rates: dict[str, float] | None = None,
                  state_listeners: list[Callable[[str, LinkState], None]] | None = None) -> None:
         self.store = store
         self.writer = store.writer
@@ -80,6 +83,8 @@ class Dispatcher:
         self.metrics = metrics
         self.traffic = traffic
         self.listeners = listeners or []
+        self._account_rates = {name: TokenBucket(rate)
+                               for name, rate in (account_rates or {}).items() if rate > 0}
         self.state_listeners = state_listeners or []
         self.queue = Queue(memory_limit)
         self.in_flight: dict[int, Outbound] = {}
@@ -153,28 +158,39 @@ class Dispatcher:
         queue.release_due(now)
         blocked: set[int] = set()
         deferred: list[Outbound] = []
-        routes = len(self.router.routes)
-        while len(blocked) < routes:
+        router = self.router
+        routes = len(router.routes)
+        accounts = self._account_rates
+        while len(blocked) < routes and len(deferred) < _DEFER_MAX:
             msg = queue.pop()
             if msg is None:
                 break
             if msg.expires_at <= now:
                 self._expire(msg, now)
                 continue
+            if router.timed:
+                self._reroute(msg, now)
             route = msg.route
             if id(route) in blocked:
                 deferred.append(msg)
                 continue
-            choice = self.router.choose(route, msg.tier_failures, msg.parts - len(msg.sent))
+            bucket = accounts.get(msg.account) if accounts and msg.account else None
+            if bucket is not None and not bucket.ready(now):
+                deferred.append(msg)  # over the account's rate: waits, not a failure
+                continue
+            choice = router.choose(route, msg.tier_failures, msg.parts - len(msg.sent), now)
             if isinstance(choice, Wait):
                 blocked.add(id(route))
                 deferred.append(msg)
                 continue
-            msg.tier = choice.tier
+            if bucket is not None:
+                bucket.take(now)
+            if choice.tier != msg.tier:
+                self._fell_back(msg, choice, now)
             self._hand_over(msg, self.links[choice.link], now)
         for msg in reversed(deferred):
             queue.push_ready(msg, front=True)
-        if blocked and self._recheck is None and not self._closing:
+        if (blocked or deferred) and self._recheck is None and not self._closing:
             # A link's room can return without an event (a throttle back-off ending).
             self._recheck = asyncio.get_running_loop().call_later(_RECHECK, self._on_recheck)
         self._arm_timer()
@@ -182,6 +198,28 @@ class Dispatcher:
             self._start_refill()
         if not self.in_flight and not queue.ready:
             self.idle.set()
+
+    def _reroute(self, msg: Outbound, now: float) -> None:
+        """Time windows: the route is the one matching when the message is due."""
+        route = self.router.route_for(msg, now)
+        if route is not None and route is not msg.route:
+            msg.route, msg.tier, msg.tier_failures = route, 0, 0
+
+    def _fell_back(self, msg: Outbound, choice: Choice, now: float) -> None:
+        """Record why a message leaves (or returns to) a tier: an event the API shows."""
+        route = msg.route
+        first = min(msg.tier_failures // route.fallback_after, len(route.tiers) - 1)
+        if choice.tier < msg.tier:
+            why = f"back to tier {choice.tier + 1}"
+        elif choice.tier > first:
+            why = f"no usable link in tier {first + 1} (down, suspended or circuit open)"
+        else:
+            why = f"{msg.tier_failures} failed attempts on tier {msg.tier + 1}"
+        msg.tier = choice.tier
+        reason = f"route {route.name}: tier {choice.tier + 1} via {choice.link}: {why}"
+        self.writer.write("events", {"message_id": msg.id, "at": now, "status": "queued",
+                                     "node": self.node, "link": choice.link, "reason": reason})
+        log.info("message %d %s", msg.id, reason)
 
     def _hand_over(self, msg: Outbound, link: Link, now: float) -> None:
         seg = msg.segmented
@@ -279,7 +317,7 @@ class Dispatcher:
                  if Status(s) in _REPORT_RANK]
         if ranks:  # reports that came before a restart still count
             msg.reported = (len(ranks), max(ranks))
-        msg.route = self.router.route_for(msg.recipient)
+        msg.route = self.router.route_for(msg, time.time())
         if msg.route is None:
             self._finish(row.id, Status.FAILED, None, f"no route for {row.recipient}")
             return None
@@ -328,9 +366,13 @@ class Dispatcher:
         del self.in_flight[msg.id]
         if msg.failure is None:
             msg.attempts += 1
+            self.router.succeeded(msg.link or "")
             self._record_sent(msg, now)
         else:
             kind, reason = FailureKind(msg.failure[0]), msg.failure[1]
+            link = self.links.get(msg.link or "")
+            if kind is FailureKind.TEMPORARY and link is not None and link.state is LinkState.UP:
+                self.router.failed(link.name, now)
             if kind is FailureKind.THROTTLED:
                 self.queue.push_ready(msg, front=True)
             elif kind is FailureKind.PERMANENT:
@@ -347,7 +389,8 @@ class Dispatcher:
             "b_id": msg.id, "status": "sent", "attempts": msg.attempts, "link": msg.link,
             "error": None, "not_before": msg.not_before, "updated_at": now})
         self.writer.write("events", {"message_id": msg.id, "at": now, "status": "sent",
-                                     "node": self.node, "link": msg.link, "reason": None})
+                                     "node": self.node, "link": msg.link,
+                                     "reason": f"route {msg.route.name}, tier {msg.tier + 1}"})
         self.metrics.latency.observe(now - msg.committed_at)
         self.traffic.write("OUT", msg.link or "", msg.account or msg.sender_text or msg.origin,
                            msg.recipient, msg.chars, msg.parts)

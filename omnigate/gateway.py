@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from datetime import datetime
 from typing import Any
@@ -32,6 +33,7 @@ from omnigate.ids import IdGenerator
 from omnigate.intake import client_keys, prepare
 from omnigate.metrics import Metrics
 from omnigate.model import Accepted, Status, SubmitError, SubmitRequest
+from omnigate.routing.match import Match, TimeWindow
 from omnigate.routing.outbound import Route, Router
 from omnigate.sim.base import Simulator
 from omnigate.sim.cimd2 import Cimd2Simulator
@@ -56,10 +58,18 @@ def build_simulator(config: SimulatorConfig) -> Simulator[Any, Any]:
 
 
 def build_routes(config: Config) -> list[Route]:
-    return [Route(name=r.name or f"routes[{i}]",
-                  prefixes=tuple(r.match.prefix) if r.match else (),
-                  tiers=tuple(tuple(t) for t in r.tiers), fallback_after=r.fallback_after)
-            for i, r in enumerate(config.routes)]
+    routes = []
+    for i, r in enumerate(config.routes):
+        m = r.match
+        match = Match() if m is None else Match(
+            prefixes=tuple(m.prefix), patterns=tuple(re.compile(p) for p in m.regex),
+            origins=frozenset(m.origin), accounts=frozenset(m.account),
+            senders=frozenset(m.sender), flash=m.flash, min_priority=m.min_priority,
+            window=TimeWindow.parse(m.days, m.hours, m.timezone or config.routing.timezone)
+            if m.days or m.hours else None)
+        routes.append(Route(name=r.name or f"routes[{i}]", tiers=tuple(tuple(t) for t in r.tiers),
+                            match=match, fallback_after=r.fallback_after, weights=r.weights))
+    return routes
 
 
 class MessageReader:
@@ -140,12 +150,16 @@ class Gateway:
         await self.dlr.start()
         if self.mailer:
             await self.mailer.start()
-        self.router = Router(build_routes(cfg), self.links)
+        self.router = Router(build_routes(cfg), self.links,
+                             circuit_failures=cfg.routing.circuit_failures,
+                             circuit_cooldown=cfg.routing.circuit_cooldown,
+                             link_rates={c.name: c.max_messages for _, c in self._link_specs})
         self.dispatcher = Dispatcher(
             store=self.store, router=self.router, links=self.links, node=self.node,
             messages=cfg.messages, numbers=cfg.numbers, retry=cfg.retry,
             metrics=self.metrics, traffic=traffic, memory_limit=cfg.queue.memory_limit,
             listeners=[self.dlr, *([self.mailer] if self.mailer else [])],
+            account_rates={a.name: a.rate for a in cfg.accounts},
             state_listeners=[self.mailer.link_alarms()] if self.mailer else [])
         for cls, link_config in self._link_specs:
             self.links[link_config.name] = cls(link_config, self.dispatcher)
@@ -246,8 +260,18 @@ class Gateway:
 
     # -- views --------------------------------------------------------------
 
+    def suspend_link(self, name: str, suspended: bool) -> None:
+        """Take a link out of rotation (it stays connected) or put it back; KeyError if unknown."""
+        if self.router is None:
+            raise KeyError(name)
+        self.router.suspend(name, suspended)
+        if self.dispatcher:
+            self.dispatcher.schedule_pump()
+
     def links_view(self) -> list[dict[str, Any]]:
-        return [link.describe() for link in self.links.values()]
+        router = self.router
+        return [{**link.describe(), **(router.describe(link.name) if router else {})}
+                for link in self.links.values()]
 
     def health(self) -> dict[str, Any]:
         up = [n for n, link in self.links.items() if link.state is LinkState.UP]

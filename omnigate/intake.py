@@ -81,9 +81,6 @@ def prepare(request: SubmitRequest, *, numbers: NumbersConfig, messages: Message
     message_rows: list[dict[str, Any]] = []
     origin = request.origin.value
     for number, key in zip(to, keys, strict=True):
-        route = router.route_for(number)
-        if route is None:
-            raise SubmitError("to", f"no route for {number}")
         msg = Outbound(
             id=ids.next(), recipient=number, text=seg.text, sender=sender,
             sender_text=request.sender, flash=request.flash, report=request.report,
@@ -91,7 +88,10 @@ def prepare(request: SubmitRequest, *, numbers: NumbersConfig, messages: Message
             parts=len(seg.parts), chars=seg.chars, account=request.account, origin=origin,
             committed_at=now, segmented=seg, ucs2=request.ucs2,
             dlr=(request.dlr_url, request.dlr_mask) if request.dlr_url else None)
-        msg.route = route
+        msg.route = router.route_for(msg, now)
+        if msg.route is None:
+            raise SubmitError("to", f"no route for {number} (from {origin}"
+                              f"{', account ' + request.account if request.account else ''})")
         msgs.append(msg)
         message_rows.append({
             "id": msg.id, "client_key": key, "origin": origin, "account": request.account,

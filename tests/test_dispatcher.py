@@ -79,7 +79,7 @@ class Rig:
         self.store = store
         self.heard = Recorder()
         self.links: dict[str, Link] = {}
-        self.router = Router([Route("default", (), (("l1",),))], self.links)
+        self.router = Router([Route("default", (("l1",),))], self.links)
         self.dispatcher = Dispatcher(
             store=store, router=self.router, links=self.links, node="n1",
             messages=MessagesConfig(), numbers=NumbersConfig(), retry=RetryConfig(),

@@ -59,6 +59,9 @@ class LinkConfig(BaseModel):
     type: str
     hosts: list[str] = Field(default_factory=list, description="host:port, tried in order")
     max_rate: float = Field(0, ge=0, description="parts per second; 0 = unlimited")
+    max_messages: float = Field(0, ge=0, description="messages per second; 0 = unlimited")
+    exclusive: bool = Field(False, description="in a cluster, run by one node at a time "
+                                               "(an account that allows a single bind)")
     connect_timeout: float = Field(10.0, gt=0)
     reconnect_min: float = Field(1.0, gt=0, description="first reconnect delay, seconds")
     reconnect_max: float = Field(60.0, gt=0, description="reconnect delay cap, seconds")

@@ -1,22 +1,35 @@
 """Outbound routing: an ordered table of routes, each an ordered list of tiers of links.
 
-Pure decisions over what a link shows (state, capacity, load): no I/O, no
-timers. The dispatcher asks `route_for` once per message and `choose` each
+Pure decisions over what a link shows (state, capacity, load) and what the
+router itself keeps per link (circuit, messages/s bucket, suspension): no I/O,
+no timers. The dispatcher asks `route_for` when a message enters the queue
+(and again when it is due if some route has a time window) and `choose` each
 time the message is due; the answer is a link, or why there is none:
 
-* `BUSY`  - a usable link of the current tier is full: wait for room
-  (a full link is not a failure and never causes fallback);
-* `DOWN`  - no link of any remaining tier is up: wait for one to come up.
+* `BUSY`  - a usable link of the current tier is full or out of rate tokens:
+  wait for room (a full link is not a failure and never causes fallback);
+* `DOWN`  - no link of any remaining tier is usable: wait for one.
+
+Within a tier, links share by weight (smooth weighted round robin); a tier is
+left when none of its links is usable (down, suspended, circuit open) or after
+`fallback_after` failed attempts of the message there.
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from omnigate.carriers.base import LinkState
+from omnigate.routing.balance import WeightedPicker
+from omnigate.routing.health import Circuit
+from omnigate.routing.match import Match, Routable
+from omnigate.routing.ratelimit import TokenBucket
+
+log = logging.getLogger("omnigate.routing")
 
 
 class LinkView(Protocol):
@@ -34,12 +47,10 @@ class LinkView(Protocol):
 @dataclass(frozen=True, slots=True)
 class Route:
     name: str
-    prefixes: tuple[str, ...]  # E.164 digits without '+'; empty = default route
     tiers: tuple[tuple[str, ...], ...]
+    match: Match = field(default_factory=Match)
     fallback_after: int = 3
-
-    def matches(self, digits: str) -> bool:
-        return not self.prefixes or digits.startswith(self.prefixes)
+    weights: Mapping[str, int] = field(default_factory=dict)
 
 
 class Wait(enum.Enum):
@@ -54,42 +65,102 @@ class Choice:
 
 
 class Router:
-    def __init__(self, routes: Iterable[Route], links: Mapping[str, LinkView]) -> None:
+    def __init__(self, routes: Iterable[Route], links: Mapping[str, LinkView], *,
+                 circuit_failures: int = 5, circuit_cooldown: float = 30.0,
+                 link_rates: Mapping[str, float] | None = None) -> None:
         ordered = list(routes)
         # A default route matches everything, so it is tried after every specific one.
-        self.routes = tuple([r for r in ordered if r.prefixes] + [r for r in ordered if not r.prefixes])
+        self.routes = tuple([r for r in ordered if not r.match.is_default]
+                            + [r for r in ordered if r.match.is_default])
+        self.timed = any(r.match.window for r in self.routes)
         self.links = links
+        self.suspended: set[str] = set()
+        self._circuit_failures = circuit_failures
+        self._circuit_cooldown = circuit_cooldown
+        self.circuits: dict[str, Circuit] = {}
+        self._buckets = {name: TokenBucket(rate) for name, rate in (link_rates or {}).items()
+                         if rate > 0}
+        self._pickers = {(route.name, i): WeightedPicker(route.weights)
+                         for route in self.routes for i, tier in enumerate(route.tiers)
+                         if len(tier) > 1}
 
-    def route_for(self, recipient: str) -> Route | None:
-        """First route whose prefixes match the E.164 recipient ('+' optional)."""
-        digits = recipient.lstrip("+")
+    def route_for(self, msg: Routable, at: float) -> Route | None:
+        """The first route matching the message at time `at`."""
         for route in self.routes:
-            if route.matches(digits):
+            if route.match.matches(msg, at):
                 return route
         return None
 
-    def choose(self, route: Route, tier_failures: int, parts: int) -> Choice | Wait:
-        """A link for a message of `parts` parts that failed `tier_failures` times.
-
-        The first tier is left after `fallback_after` failures there, or when
-        none of its links is up; within a tier, the least-loaded up link with
-        room for the whole message wins (an idle link takes any message).
-        """
+    def choose(self, route: Route, tier_failures: int, parts: int, now: float) -> Choice | Wait:
+        """A link for a message of `parts` parts that failed `tier_failures` times."""
         first = min(tier_failures // route.fallback_after, len(route.tiers) - 1)
         for index in range(first, len(route.tiers)):
-            best: LinkView | None = None
-            any_up = False
+            candidates: list[str] = []
+            usable = False
             for name in route.tiers[index]:
-                link = self.links[name]
-                if link.state is not LinkState.UP:
+                if not self.usable(name, now):
                     continue
-                any_up = True
+                usable = True
+                link = self.links[name]
                 room = link.capacity()
-                if (room >= parts or (room > 0 and link.in_flight == 0)) and (
-                        best is None or link.in_flight < best.in_flight):
-                    best = link
-            if best is not None:
-                return Choice(index, best.name)
-            if any_up:
+                if not (room >= parts or (room > 0 and link.in_flight == 0)):
+                    continue
+                bucket = self._buckets.get(name)
+                if bucket is not None and not bucket.ready(now):
+                    continue
+                candidates.append(name)
+            if candidates:
+                if len(candidates) == 1:
+                    name = candidates[0]
+                else:
+                    load = {n: self.links[n].in_flight for n in candidates}
+                    name = self._pickers[(route.name, index)].pick(candidates, load)
+                bucket = self._buckets.get(name)
+                if bucket is not None:
+                    bucket.take(now)
+                circuit = self.circuits.get(name)
+                if circuit is not None:
+                    circuit.taken()
+                return Choice(index, name)
+            if usable:
                 return Wait.BUSY
         return Wait.DOWN
+
+    def usable(self, name: str, now: float) -> bool:
+        """Up, not suspended by an operator, and its circuit lets messages through."""
+        if self.links[name].state is not LinkState.UP or name in self.suspended:
+            return False
+        circuit = self.circuits.get(name)
+        return circuit is None or circuit.allows(now)
+
+    # -- health -------------------------------------------------------------
+
+    def succeeded(self, link: str) -> None:
+        circuit = self.circuits.get(link)
+        if circuit is not None and (circuit.failures or circuit.probing):
+            circuit.succeeded()
+
+    def failed(self, link: str, now: float) -> None:
+        """A temporary failure while the link was up."""
+        circuit = self.circuits.get(link)
+        if circuit is None:
+            circuit = self.circuits[link] = Circuit(link, self._circuit_failures,
+                                                    self._circuit_cooldown)
+        circuit.failed(now)
+
+    def suspend(self, link: str, suspended: bool) -> None:
+        """An operator takes a link out of (or back into) rotation; it stays connected."""
+        if link not in self.links:
+            raise KeyError(link)
+        if suspended:
+            self.suspended.add(link)
+        else:
+            self.suspended.discard(link)
+        log.warning("link %s %s by operator", link, "suspended" if suspended else "resumed")
+
+    def describe(self, link: str) -> dict[str, object]:
+        """Routing's view of a link for `GET /api/v1/links`."""
+        circuit = self.circuits.get(link)
+        return {"suspended": link in self.suspended,
+                **(circuit.describe() if circuit else {"circuit": "closed",
+                                                       "consecutive_failures": 0})}
