@@ -22,8 +22,9 @@ Faults (plain attributes, changeable at run time):
 
 - `throttle_every=N`: every Nth valid `submit_sm` (counted over the whole
   simulator) is answered `ESME_RTHROTTLED`. Checked before `fail_every`.
-- `fail_every=N`: every Nth valid `submit_sm` is answered `ESME_RINVDSTADR`,
-  a permanent error.
+- `fail_every=N`: every Nth valid `submit_sm` is answered `fail_status`,
+  by default `ESME_RINVDSTADR`, a permanent error (`ESME_RSYSERR`, 0x08, makes
+  it a temporary one: an SMSC in trouble).
 - `drop_after=N`: counted per connection: once a connection has received N
   `submit_sm`, they are answered and the connection is closed; PDUs that
   arrived behind the Nth one are left unanswered. A new connection gets N more.
@@ -828,7 +829,7 @@ class _Connection(SimConnection[RecordedSubmit]):
         if sim.fail_every and count % sim.fail_every == 0:
             sim.failed_count += 1
             if not sim.no_response:
-                replies.append(encode_header_only(SUBMIT_SM_RESP, ESME_RINVDSTADR, seq))
+                replies.append(encode_header_only(SUBMIT_SM_RESP, sim.fail_status, seq))
             return self._drop_due()
         mid = b"%x" % sim._next_id
         sim._next_id += 1
@@ -913,10 +914,12 @@ class SmscSimulator(Simulator[RecordedSubmit, _Connection]):
     log = log
 
     def __init__(
-        self, *, system_id: str | None = None, **options: Unpack[SimulatorOptions]
+        self, *, system_id: str | None = None, fail_status: int = ESME_RINVDSTADR,
+        **options: Unpack[SimulatorOptions]
     ) -> None:
         super().__init__(**options)
         self.system_id = system_id
+        self.fail_status = fail_status
         # Message ids stay unique across restarts (omnigate stores carrier
         # references to match receipts): a counter seeded from the clock,
         # with room for 2**20 messages per second of downtime.
