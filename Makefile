@@ -27,6 +27,14 @@ bench: venv
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } \
 	  || echo "wrk not installed: the load comes from a Python client (slower, it shares the CPU)"
 	$(PY) bench/throughput.py
+	$(PY) bench/accounts.py
+	$(PY) bench/routing.py
+	$(PY) bench/tcp.py
+	$(PY) bench/smpp_server.py
+	$(PY) bench/http_link.py
+	$(PY) bench/modem.py
+	$(PY) bench/spool.py
+	$(PY) bench/oncall.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

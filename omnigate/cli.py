@@ -37,11 +37,17 @@ def _install_uvloop() -> None:
 def _load_checked(path: str) -> Config:
     """Config file plus each link's own model, every problem reported at once."""
     from omnigate import carriers
+    from omnigate.api import smpp, spool
     from omnigate.api.smtp import config_problems
 
     config = load(path)
     _, problems = carriers.resolve(config.links)
     problems += config_problems(config)
+    problems += spool.config_problems(config)
+    problems += smpp.config_problems(config)
+    from omnigate.oncall.service import config_problems as oncall_problems
+
+    problems += oncall_problems(config)
     if problems:
         raise ConfigError(problems)
     return config
@@ -175,11 +181,15 @@ def parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("sim", help="run a protocol simulator")
     sim_sub = sim.add_subparsers(dest="protocol", required=True)
-    from omnigate.sim import cimd2, smpp, ucp
+    from omnigate.sim import cimd2, httpprovider, modem, smpp, ucp
 
     for name, module, title in (("smpp", smpp, "SMPP 3.4 SMSC simulator"),
                                 ("cimd2", cimd2, "Nokia CIMD 2.0 SMS Center simulator"),
-                                ("ucp", ucp, "UCP/EMI 4.x SMSC simulator")):
+                                ("ucp", ucp, "UCP/EMI 4.x SMSC simulator"),
+                                ("http", httpprovider, "HTTP SMS provider simulator "
+                                                       "(generic JSON, websms, Kannel)"),
+                                ("modem", modem, "GSM modem simulator (AT commands, PDU "
+                                                 "mode) on TCP, like a serial device server")):
         sim_parser = sim_sub.add_parser(name, help=title)
         module.add_arguments(sim_parser)
         sim_parser.set_defaults(func=cmd_sim, simulator=module.run)
@@ -187,6 +197,13 @@ def parser() -> argparse.ArgumentParser:
     hp = sub.add_parser("hash-password", help="hash a password or API key for the config")
     hp.add_argument("secret", nargs="?", help="read from the terminal when left out")
     hp.set_defaults(func=cmd_hash_password)
+
+    from omnigate.accounts.cli import add_commands
+
+    add_commands(sub)  # account, report
+    from omnigate.oncall.cli import add_commands as add_oncall
+
+    add_oncall(sub)  # oncall show
     return p
 
 

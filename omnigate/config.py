@@ -30,6 +30,8 @@ from pydantic import (
     model_validator,
 )
 
+from omnigate.oncall.config import ScheduleConfig, check_schedules
+
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 
@@ -52,6 +54,15 @@ def split_hostport(value: str) -> tuple[str, int]:
 def _hostport(value: str) -> str:
     split_hostport(value)
     return value
+
+
+def _regexes(values: list[str]) -> list[str]:
+    for v in values:
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"{v!r} is not a regular expression: {exc}") from None
+    return values
 
 
 def _networks(values: list[str]) -> list[str]:
@@ -149,6 +160,43 @@ class ClusterConfig(Section):
         return self
 
 
+class InboundConfig(Section):
+    """Where MO messages go (see README "Inbound SMS"); targets are URIs."""
+
+    order: list[Literal["number", "alias", "last_sender", "sender", "default"]] = Field(
+        default_factory=lambda: ["number", "alias", "last_sender", "sender", "default"],
+        description="rules tried in this order; the first that finds targets wins")
+    numbers: dict[str, list[str]] = Field(
+        default_factory=dict, description="receiving number (or prefix ending in *) -> targets")
+    aliases: dict[str, list[str]] = Field(
+        default_factory=dict, description="first word of the text (any case) -> targets")
+    senders: dict[str, list[str]] = Field(default_factory=dict,
+                                          description="sender number -> targets")
+    accounts: dict[str, list[str]] = Field(
+        default_factory=dict, description="account -> targets, for replies to what it sent")
+    default: list[str] = Field(default_factory=list, description="targets when no rule matched, "
+                                                                 "and when a target keeps failing")
+    last_sender_age: float = Field(7 * 86400, gt=0, description="seconds a phone's reply still "
+                                                                "goes to whoever wrote to it")
+    wait: float = Field(60.0, gt=0, description="seconds to wait for the missing parts of a long "
+                                                "MO before delivering it incomplete")
+    http_attempts: int = Field(5, ge=1, description="tries of an http target before falling back")
+    http_retry: float = Field(2.0, gt=0, description="first delay between tries, doubling")
+    http_timeout: float = Field(10.0, gt=0, description="seconds per request")
+    workers: int = Field(4, ge=1, le=64, description="MO messages delivered at once")
+
+    @model_validator(mode="after")
+    def _targets(self) -> InboundConfig:
+        from omnigate.routing.inbound import target_problem
+
+        groups = [self.default, *self.numbers.values(), *self.aliases.values(),
+                  *self.senders.values(), *self.accounts.values()]
+        problems = [p for group in groups for t in group if (p := target_problem(t))]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
 class RetryConfig(Section):
     initial: float = Field(5.0, gt=0, description="first retry delay, seconds")
     maximum: float = Field(600.0, gt=0, description="retry delay cap, seconds")
@@ -173,7 +221,7 @@ class RouteMatch(Section):
                               description="E.164 destination prefixes, with or without '+'")
     regex: list[str] = Field(default_factory=list,
                              description="patterns searched in the E.164 number ('+46...')")
-    origin: list[Literal["http", "smtp", "spool", "sql", "tcp", "web", "smpp", "cli"]] = Field(
+    origin: list[Literal["http", "smtp", "spool", "sql", "tcp", "web", "smpp", "cli", "auto"]] = Field(
         default_factory=list, description="ingresses the message came through")
     account: list[str] = Field(default_factory=list, description="sending accounts")
     sender: list[str] = Field(default_factory=list, description="originators, as submitted")
@@ -195,15 +243,7 @@ class RouteMatch(Section):
             out.append(d)
         return out
 
-    @field_validator("regex")
-    @classmethod
-    def _patterns(cls, values: list[str]) -> list[str]:
-        for v in values:
-            try:
-                re.compile(v)
-            except re.error as exc:
-                raise ValueError(f"regex {v!r}: {exc}") from None
-        return values
+    _patterns = field_validator("regex")(_regexes)
 
     @field_validator("days")
     @classmethod
@@ -266,16 +306,95 @@ class AccountConfig(Section):
     allow: list[str] = Field(default_factory=list, description="client networks; empty = [http].allow")
     rate: float = Field(0, ge=0, description="messages per second sent for this account; "
                                              "0 = unlimited (over it, messages wait)")
+    # -- sender control, quotas and billing (omnigate/accounts/, README "Accounts and billing")
+    enabled: bool = Field(True, description="false refuses every message of the account")
+    mail_senders: list[str] = Field(default_factory=list, description="e-mail senders (shell "
+                                    "patterns, '*@example.com') that send as this account")
+    senders: list[str] = Field(default_factory=list, description="sender IDs allowed "
+                               "(alphanumeric up to 11 characters, or numbers); empty = any")
+    default_sender: str | None = Field(None, description="sender ID when a message names none")
+    notice_email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+$",
+                                     description="gets a mail when an SMS of this account ends "
+                                                 "failed, undelivered or expired ([mail] needed)")
+    footer: str | None = Field(None, description="appended to every text (counted in the parts)")
+    company: str | None = Field(None, description="cost dimension, recorded per message")
+    department: str | None = Field(None, description="cost dimension, recorded per message")
+    cost_centre: str | None = Field(None, description="cost dimension, recorded per message")
+    project: str | None = Field(None, description="cost dimension, recorded per message")
+    daily_quota: int | None = Field(None, ge=0, description="parts per day; None = unlimited")
+    monthly_quota: int | None = Field(None, ge=0, description="parts per month; None = unlimited")
+    submit_rate: float = Field(0, ge=0, description="messages per second taken at the door; "
+                                                    "0 = unlimited (over it: refused, 429)")
+    destinations: list[str] = Field(default_factory=list, description="E.164 prefixes the "
+                                    "account may send to ('+46', '+467'); empty = any")
+    billing: Literal["postpaid", "prepaid"] = "postpaid"
+    credit_limit: float = Field(0, ge=0, description="prepaid: how far the balance may go "
+                                                     "below zero")
 
     _allow = field_validator("allow")(_networks)
+
+    @field_validator("senders")
+    @classmethod
+    def _sender_ids(cls, values: list[str]) -> list[str]:
+        for v in values:
+            if not _SENDER_ID.match(v):
+                raise ValueError(f"sender {v!r}: alphanumeric up to 11 characters, or a number")
+        return values
+
+    @field_validator("destinations")
+    @classmethod
+    def _prefixes(cls, values: list[str]) -> list[str]:
+        for v in values:
+            if not v.lstrip("+").isdigit():
+                raise ValueError(f"destination {v!r} is not an E.164 prefix")
+        return ["+" + v.lstrip("+") for v in values]
+
+    @model_validator(mode="after")
+    def _default_allowed(self) -> AccountConfig:
+        if self.default_sender and self.senders and self.default_sender not in self.senders:
+            raise ValueError(f"default_sender {self.default_sender!r} is not in senders")
+        return self
+
+
+# 3GPP TS 23.040 §9.1.2.5: an alphanumeric originator is at most 11 GSM characters;
+# a numeric one is an address of up to 15 digits (E.164), '+' allowed.
+_SENDER_ID = re.compile(r"^(?:[A-Za-z0-9 ._&'-]{1,11}|\+?[0-9]{1,15})$")
+
+
+class BillingConfig(Section):
+    """Prices and prepaid settlement (`omnigate/accounts/`); absent = every part costs 0."""
+
+    currency: str = Field("EUR", min_length=1, max_length=8)
+    prices: dict[str, float] = Field(default_factory=dict, description="price per part by "
+                                     "E.164 destination prefix ('+46' = 0.05); longest wins")
+    default_price: float = Field(0.0, ge=0, description="per part where no prefix matches")
+    refund: list[Literal["rejected", "expired", "failed", "undelivered"]] = Field(
+        default_factory=lambda: ["rejected", "expired"],
+        description="final statuses whose prepaid amount is given back")
+    timezone: str = Field("UTC", description="where days and months of quotas begin")
+
+    _timezone = field_validator("timezone")(_zone)
+
+    @field_validator("prices")
+    @classmethod
+    def _price_prefixes(cls, prices: dict[str, float]) -> dict[str, float]:
+        out = {}
+        for prefix, price in prices.items():
+            if not prefix.lstrip("+").isdigit():
+                raise ValueError(f"price prefix {prefix!r} is not an E.164 prefix")
+            if price < 0:
+                raise ValueError(f"price of {prefix!r} is negative")
+            out["+" + prefix.lstrip("+")] = price
+        return out
 
 
 class SimulatorConfig(Section):
     """An SMSC simulator started inside the daemon: for trying omnigate, not for traffic."""
 
-    type: Literal["smpp", "cimd2", "ucp"] = "smpp"
+    type: Literal["smpp", "cimd2", "ucp", "http", "modem"] = "smpp"
     listen: str = "127.0.0.1:2775"
-    system_id: str | None = Field(None, description="the login it accepts (CIMD2/UCP: user)")
+    system_id: str | None = Field(None, description="the login it accepts "
+                                                    "(CIMD2/UCP: user; http: Basic user)")
     password: str | None = None
     dlr: bool = True
     dlr_delay: float = Field(0.0, ge=0)
@@ -285,6 +404,11 @@ class SimulatorConfig(Section):
 
 class TrafficLogConfig(Section):
     path: str | None = Field("var/traffic.log", description="None switches the traffic log off")
+    rotate: Literal["daily", "never"] = Field(
+        "daily", description="daily: the log of each day goes to PATH.YYYY-MM-DD")
+    max_bytes: int = Field(0, ge=0, description="also rotate when the log grows past this; 0 = no "
+                                                "size limit")
+    keep: int = Field(90, ge=1, description="rotated files kept; older ones are deleted")
 
 
 class SmtpGroup(Section):
@@ -339,15 +463,7 @@ class SmtpConfig(Section):
     def _domains(cls, values: list[str]) -> list[str]:
         return [v.strip().lower().rstrip(".") for v in values]
 
-    @field_validator("disclaimers")
-    @classmethod
-    def _patterns(cls, values: list[str]) -> list[str]:
-        for v in values:
-            try:
-                re.compile(v)
-            except re.error as exc:
-                raise ValueError(f"{v!r} is not a regular expression: {exc}") from None
-        return values
+    _patterns = field_validator("disclaimers")(_regexes)
 
     @field_validator("groups")
     @classmethod
@@ -435,6 +551,140 @@ class TcpConfig(Section):
             raise ValueError(f"unknown charset {v!r}") from None
 
 
+def _known_charset(v: str | None) -> str | None:
+    """A charset label -> Python's codec name; an unknown one is a config error."""
+    if v is None:
+        return None
+    try:
+        return codecs.lookup(v).name
+    except LookupError:
+        raise ValueError(f"unknown charset {v!r}") from None
+
+
+class SpoolConfig(Section):
+    """The file spool (`api/spool.py`); an absent [spool] section means no spool."""
+
+    dir: str = Field("spool", description="holds outgoing/ processed/ failed/ incoming/, "
+                                          "created on start")
+    charset: str = Field("utf-8", description="of files without a Charset header")
+    fallback_charset: str | None = Field(
+        "iso-8859-1", description="read a file whose bytes are not valid in `charset` with this; "
+                                  "None = such a file fails")
+    settle: float = Field(0.3, ge=0, le=60, description="seconds a file must stay unchanged "
+                                                        "before it is read")
+    rescan: float = Field(5.0, gt=0, description="seconds between full scans of outgoing/, "
+                                                 "the safety net for missed file events")
+    processed: Literal["move", "delete"] = Field(
+        "move", description="what becomes of a sent file; NAME.ok is written either way")
+    max_size: int = Field(64 << 10, ge=1024, description="bytes of one file; larger ones fail")
+    max_recipients: int = Field(1000, ge=1, description="numbers in one file, groups expanded")
+    sender: str | None = Field(None, description="SMS originator of files without a Sender header")
+    groups: list[SmtpGroup] = Field(default_factory=list,
+                                    description="names usable in To: (like [[smtp.groups]])")
+
+    _charsets = field_validator("charset", "fallback_charset")(_known_charset)
+
+
+class SqlColumns(Section):
+    """Column names of an outbox table, for tables that exist already."""
+
+    id: str = "id"
+    recipient: str = "recipient"
+    text: str = "text"
+    sender: str | None = "sender"
+    status: str = "status"
+    message_id: str = "message_id"
+    error: str = "error"
+    created_at: str | None = Field("created_at", description="part of the row's client_ref, "
+                                   "so a recreated table's ids are not taken for old rows")
+    updated_at: str = Field("updated_at", description="set on every change; times claims")
+
+
+class SqlSourceConfig(Section):
+    """A [[sql]] block (`api/sqltable.py`): rows in `outbox` become SMS, MO lands in `inbox`."""
+
+    name: str = Field("sql", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$",
+                      description="names the source in logs; messages get account 'sql:NAME'")
+    url: str | None = Field(None, description="SQLAlchemy async URL (sqlite+aiosqlite:///..., "
+                                              "postgresql+asyncpg://...); None = the store's database")
+    outbox: str = Field("sms_outbox", pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")
+    inbox: str | None = Field("sms_inbox", pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$",
+                              description="table for inbound SMS; None = none")
+    columns: SqlColumns = Field(default_factory=SqlColumns)
+    create: bool = Field(True, description="create the tables (and the NOTIFY trigger) if missing")
+    poll_interval: float = Field(0.5, gt=0, le=3600, description="seconds between looks for new rows")
+    batch: int = Field(500, ge=1, le=10_000, description="rows claimed per transaction")
+    claim_timeout: float = Field(60.0, gt=0, description="seconds after which a row claimed by a "
+                                                         "node that died is taken again")
+    listen: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                               description="PostgreSQL: LISTEN on this channel for instant pickup")
+
+    @field_validator("url")
+    @classmethod
+    def _async_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB")
+        return v
+
+
+class SmppAccountConfig(Section):
+    """What one account may do over SMPP; accounts not listed get [smpp_server]'s defaults."""
+
+    name: str = Field(min_length=1, max_length=15, description="an [[accounts]] name "
+                      "(the bind's system_id: at most 15 characters, SMPP 3.4 §5.2.1)")
+    binds: list[Literal["transmitter", "receiver", "transceiver"]] | None = Field(
+        None, description="bind types allowed; None = [smpp_server].binds")
+    max_binds: int | None = Field(None, ge=1, description="sessions at once; None = the default")
+    rate: float | None = Field(None, ge=0, description="submit_sm per second, over it "
+                               "ESME_RTHROTTLED; 0 = unlimited; None = the default")
+
+
+class SmppServerConfig(Section):
+    """The SMPP server for client systems (`api/smpp.py`); absent = no SMPP listener."""
+
+    listen: str = Field("127.0.0.1:2777", description="not 2775, the simulator's default")
+    allow: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+                             description="client networks; others are disconnected at once")
+    tls_cert: str | None = Field(None, description="PEM certificate chain: SMPP over TLS")
+    tls_key: str | None = Field(None, description="PEM private key for tls_cert")
+    system_id: str = Field("omnigate", max_length=15, description="ours, in bind responses")
+    binds: list[Literal["transmitter", "receiver", "transceiver"]] = Field(
+        default_factory=lambda: ["transmitter", "receiver", "transceiver"],
+        description="bind types every account may use unless [[smpp_server.accounts]] says")
+    max_binds: int = Field(4, ge=1, description="sessions per account at once")
+    rate: float = Field(0, ge=0, description="submit_sm per second per account; 0 = unlimited")
+    window: int = Field(10, ge=1, le=1000, description="submit_sm awaiting their commit per "
+                        "session (more: ESME_RMSGQFUL), and deliver_sm awaiting an answer")
+    inactivity: float = Field(120.0, gt=0, description="seconds without a PDU from the client "
+                              "before the session is closed")
+    response_timeout: float = Field(10.0, gt=0, description="seconds for deliver_sm_resp; "
+                                    "then the receipt or MO is sent again")
+    retry_delay: float = Field(5.0, gt=0, description="seconds before a deliver_sm answered "
+                               "with a temporary error is sent again")
+    reassembly_timeout: float = Field(30.0, gt=0, description="seconds the parts of a long "
+                                      "message wait for the rest; then they are refused")
+    auth_delay: float = Field(1.0, ge=0, le=60, description="seconds before answering a wrong "
+                              "bind; doubles with each further one from the same address")
+    accounts: list[SmppAccountConfig] = Field(default_factory=list)
+
+    _listen = field_validator("listen")(_hostport)
+    _allow = field_validator("allow")(_networks)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> SmppServerConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        return self
+
+
+class WebConfig(Section):
+    """The web pages under /ui/ (omnigate/web/): log in with an account's password."""
+
+    session_ttl: float = Field(8 * 3600, gt=0, description="seconds a login lasts without use")
+    secure_cookie: bool = Field(False, description="mark the session cookie Secure (serve the "
+                                "pages over HTTPS, e.g. behind a TLS proxy)")
+
+
 class Config(Section):
     node: NodeConfig = Field(default_factory=NodeConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
@@ -444,6 +694,7 @@ class Config(Section):
     messages: MessagesConfig = Field(default_factory=MessagesConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    inbound: InboundConfig = Field(default_factory=InboundConfig)
     cluster: ClusterConfig | None = Field(None, description="absent = a single node")
     links: list[LinkEntry] = Field(default_factory=list)
     routes: list[RouteConfig] = Field(default_factory=list)
@@ -453,6 +704,13 @@ class Config(Section):
     smtp: SmtpConfig | None = Field(None, description="absent = no SMTP ingress")
     tcp: TcpConfig | None = Field(None, description="absent = no TCP line protocol")
     mail: MailConfig | None = Field(None, description="absent = no mail out")
+    spool: SpoolConfig | None = Field(None, description="absent = no file spool")
+    sql: list[SqlSourceConfig] = Field(default_factory=list, description="SQL table sources")
+    smpp_server: SmppServerConfig | None = Field(None, description="absent = no SMPP server")
+    web: WebConfig | None = Field(None, description="absent = no web pages")
+    billing: BillingConfig = Field(default_factory=BillingConfig)
+    schedules: list[ScheduleConfig] = Field(default_factory=list, description="on-call "
+                                            "schedules and alarm groups (omnigate/oncall/)")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("links")
@@ -464,6 +722,17 @@ class Config(Section):
                 raise ValueError(f"link name {link.name!r} is used twice")
             seen.add(link.name)
         return links
+
+    _schedules = field_validator("schedules")(check_schedules)
+
+    @field_validator("sql")
+    @classmethod
+    def _unique_sql(cls, sources: list[SqlSourceConfig]) -> list[SqlSourceConfig]:
+        names = [s.name for s in sources]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"[[sql]] name {name!r} is used twice")
+        return sources
 
     def route_problems(self) -> list[str]:
         """Cross-checks pydantic cannot see field by field: routes name real links."""

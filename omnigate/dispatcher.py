@@ -71,6 +71,7 @@ class Dispatcher:
                  metrics: Metrics, traffic: TrafficLog, memory_limit: int,
                  listeners: list[StatusListener] | None = None,
                  account_rates: dict[str, float] | None = None,
+                 inbox: Callable[[Inbound], None],
                  state_listeners: list[Callable[[str, LinkState], None]] | None = None) -> None:
         self.store = store
         self.writer = store.writer
@@ -83,6 +84,7 @@ class Dispatcher:
         self.metrics = metrics
         self.traffic = traffic
         self.listeners = listeners or []
+        self.inbox = inbox  # stores, reassembles and routes MO (omnigate.inbox)
         self._account_rates = {name: TokenBucket(rate)
                                for name, rate in (account_rates or {}).items() if rate > 0}
         self.state_listeners = state_listeners or []
@@ -103,6 +105,10 @@ class Dispatcher:
         self._slow: asyncio.Queue[DeliveryReport] = asyncio.Queue()
         self._slow_worker: asyncio.Task[None] | None = None
         self._closing = False
+        # Cluster hooks (see cluster.py): may this node send now (its lease holds), and
+        # can another node send a message whose route has no usable link here.
+        self.may_send: Callable[[], bool] = lambda: True
+        self.hand_off: Callable[[Outbound], bool] = lambda msg: False
         self.idle = asyncio.Event()
         self.idle.set()
 
@@ -161,6 +167,9 @@ class Dispatcher:
         router = self.router
         routes = len(router.routes)
         accounts = self._account_rates
+        if not self.may_send():
+            routes = 0  # fenced: another node may own our queue until our lease is renewed
+            blocked.add(0)
         while len(blocked) < routes and len(deferred) < _DEFER_MAX:
             msg = queue.pop()
             if msg is None:
@@ -180,6 +189,9 @@ class Dispatcher:
                 continue
             choice = router.choose(route, msg.tier_failures, msg.parts - len(msg.sent), now)
             if isinstance(choice, Wait):
+                if choice is Wait.DOWN and self.hand_off(msg):
+                    self.depth -= 1
+                    continue
                 blocked.add(id(route))
                 deferred.append(msg)
                 continue
@@ -293,7 +305,9 @@ class Dispatcher:
     def _load_page(self, rows: list[Any], sent: dict[int, set[int]], limit: int,
                    skipped: int) -> None:
         queue = self.queue
-        msgs = [m for m in (self._from_row(r, sent.get(r.id)) for r in rows) if m is not None]
+        busy = self.in_flight  # after `reload`, rows of messages in a window are still queued
+        msgs = [m for m in (self._from_row(r, sent.get(r.id)) for r in rows
+                            if r.id not in busy) if m is not None]
         last = rows[-1].id if rows else queue.loaded_upto
         queue.loaded(msgs, last, len(rows) < limit, skipped, time.time())
 
@@ -312,7 +326,7 @@ class Dispatcher:
             chars=row.chars, account=row.account, origin=row.origin,
             committed_at=row.created_at, attempts=row.attempts, sent=set(sent or ()),
             ucs2=row.coding == Coding.UCS2,
-            dlr=(row.dlr_url, row.dlr_mask) if row.dlr_url else None)
+            dlr=(row.dlr_url, row.dlr_mask) if row.dlr_url or row.dlr_mask else None)
         ranks = [_REPORT_RANK[Status(s)] for s in (sent or {}).values()
                  if Status(s) in _REPORT_RANK]
         if ranks:  # reports that came before a restart still count
@@ -322,6 +336,39 @@ class Dispatcher:
             self._finish(row.id, Status.FAILED, None, f"no route for {row.recipient}")
             return None
         return msg
+
+    # -- cluster --------------------------------------------------------------
+
+    async def adopt(self, ids: list[int]) -> int:
+        """Take over queued messages another node had (it died, or handed them to us)."""
+        rows = [r for r in await self.store.load_messages(self.node, ids) if r.id not in self.in_flight]
+        if not rows:
+            return 0
+        sent = await self.store.sent_parts([r.id for r in rows])
+        self.depth += len(rows)  # before _from_row, which finishes unsendable ones
+        now = time.time()
+        queue = self.queue
+        for msg in (self._from_row(r, sent.get(r.id)) for r in rows):
+            if msg is not None:
+                queue.push(msg, now)
+        # Without a backlog all our queued messages are in memory, so the paging
+        # mark may pass the adopted ids (a later page must not load them again).
+        if not queue.backlog:
+            queue.loaded_upto = max(queue.loaded_upto, rows[-1].id)
+        self.schedule_pump()
+        return len(rows)
+
+    async def reload(self) -> None:
+        """Forget the queue in memory and read ours from the store again.
+
+        After this node's lease lapsed, other nodes may have taken over our
+        messages; the store says which are still ours. Messages in a link's
+        window stay there and their results are still recorded.
+        """
+        self.queue = Queue(self.queue.memory_limit)
+        self.depth = await self.store.count_queued(self.node)
+        await self._refill()
+        self.schedule_pump()
 
     # -- results from links (LinkEvents) -----------------------------------
 
@@ -540,14 +587,10 @@ class Dispatcher:
 
     def on_mo(self, inbound: Inbound) -> None:
         self.metrics.child(self.metrics.inbound, inbound.link).inc()
-        ref, total, seq = inbound.concat or (None, None, None)
-        self.writer.write("inbound", {
-            "link": inbound.link, "sender": inbound.sender, "recipient": inbound.recipient,
-            "text": inbound.text, "coding": int(inbound.coding), "concat_ref": ref,
-            "concat_total": total, "concat_seq": seq,
-            "received_at": inbound.received_at.timestamp(), "node": self.node})
+        self.inbox(inbound)
         self.traffic.write("IN", inbound.link, inbound.sender, inbound.recipient,
                            len(inbound.text), 1)
+        total, seq = (inbound.concat or (None, None, None))[1:]
         log.info("MO on %s from %s to %s stored (%d chars%s)", inbound.link, inbound.sender,
                  inbound.recipient, len(inbound.text),
                  f", part {seq}/{total}" if total else "")

@@ -36,3 +36,8 @@ class IdGenerator:
 def id_floor(ts: float) -> int:
     """The smallest id a message created at epoch second `ts` can have."""
     return max(0, int(ts * 1000) - _ID_EPOCH_MS) << 13
+
+
+def id_time(id: int) -> float:
+    """Epoch seconds (to the millisecond) when message `id` was made."""
+    return ((id >> 13) + _ID_EPOCH_MS) / 1000

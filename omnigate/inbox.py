@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,6 +51,9 @@ class Inbox:
         self._sweeper: asyncio.TimerHandle | None = None
         self._year = 0
         self._counter = 0
+        # Asked first, in order: one that consumed the message answers (rule, detail), e.g.
+        # an on-call acknowledgement ("ack", ...); the routing rules never see it.
+        self.claimers: list[Callable[[Inbound], Awaitable[tuple[str, str] | None]]] = []
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -174,6 +178,13 @@ class Inbox:
 
     async def _deliver(self, msg: MoMessage) -> None:
         inbound = msg.inbound
+        for claimer in self.claimers:
+            if (claim := await claimer(inbound)) is not None:
+                self.writer.write("inbound_result", {
+                    "b_id": msg.id, "status": "delivered", "rule": claim[0], "targets": "[]",
+                    "detail": claim[1], "updated_at": time.time()})
+                log.info("inbound %s from %s: %s", msg.reference, inbound.sender, claim[1])
+                return
         last: list[str] = []
         if self.router.wants_last_sender:
             last = await self._last_sender(inbound.sender)

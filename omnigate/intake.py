@@ -87,7 +87,8 @@ def prepare(request: SubmitRequest, *, numbers: NumbersConfig, messages: Message
             priority=request.priority, not_before=not_before, expires_at=expires_at,
             parts=len(seg.parts), chars=seg.chars, account=request.account, origin=origin,
             committed_at=now, segmented=seg, ucs2=request.ucs2,
-            dlr=(request.dlr_url, request.dlr_mask) if request.dlr_url else None)
+            dlr=(request.dlr_url, request.dlr_mask)
+            if request.dlr_url or request.dlr_mask else None)
         msg.route = router.route_for(msg, now)
         if msg.route is None:
             raise SubmitError("to", f"no route for {number} (from {origin}"
@@ -104,4 +105,13 @@ def prepare(request: SubmitRequest, *, numbers: NumbersConfig, messages: Message
             "expires_at": expires_at})
     # The message row is its own first event (queued, created_at, node, origin): an
     # events row for it would double the rows written at the door.
-    return Prepared(msgs, {"messages": message_rows})
+    rows: dict[str, list[dict[str, Any]]] = {"messages": message_rows}
+    if request.note:
+        rows["events"] = [{"message_id": m.id, "at": now, "status": "queued", "node": node,
+                           "link": None, "reason": request.note} for m in msgs]
+    if request.reasons:  # who and why, for messages to an on-call schedule
+        rows.setdefault("events", []).extend(
+            {"message_id": m.id, "at": now, "status": "queued", "node": node, "link": None,
+             "reason": request.reasons[m.recipient]}
+            for m in msgs if m.recipient in request.reasons)
+    return Prepared(msgs, rows)

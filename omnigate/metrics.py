@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 # Accept-to-submit latency spans sub-millisecond (idle) to minutes (retries).
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
@@ -49,5 +51,26 @@ class Metrics:
         """Read the queue depth at scrape time instead of updating it per message."""
         self.queue_depth.set_function(depth)
 
+    def watch_links(self, describe: Callable[[], Iterable[dict[str, Any]]]) -> None:
+        """Read what links measure themselves (a modem's signal) from `describe()` at
+        scrape time."""
+        self.registry.register(_LinkReadings(describe))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _LinkReadings(Collector):
+    """`omnigate_link_signal_dbm`: received signal of the links that report one (+CSQ)."""
+
+    def __init__(self, links: Callable[[], Iterable[dict[str, Any]]]) -> None:
+        self.links = links  # not `describe`: the registry calls a collector's describe()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        signal = GaugeMetricFamily("omnigate_link_signal_dbm",
+                                   "Received signal strength, dBm, by link (GSM modems)",
+                                   labels=["link"])
+        for d in self.links():
+            if d.get("signal_dbm") is not None:
+                signal.add_metric([d["name"]], d["signal_dbm"])
+        yield signal

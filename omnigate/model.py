@@ -49,6 +49,7 @@ class Origin(enum.StrEnum):
     WEB = "web"
     SMPP = "smpp"
     CLI = "cli"
+    AUTO = "auto"  # written by omnigate itself: autoresponses, replies from HTTP targets
 
 
 class FailureKind(enum.StrEnum):
@@ -68,7 +69,8 @@ class SubmitError(Exception):
 
     `field` names the offending input (``to``, ``text``, ``from`` ...) so every
     ingress can say it in its own language; `kind` picks the status family
-    (``invalid`` -> 400, ``auth`` -> 401, ``forbidden`` -> 403, ``too_large`` -> 413).
+    (``invalid`` -> 400, ``auth`` -> 401, ``payment`` -> 402, ``forbidden`` -> 403,
+    ``too_large`` -> 413, ``quota`` -> 429).
     """
 
     def __init__(self, field: str, reason: str, kind: str = "invalid") -> None:
@@ -92,10 +94,19 @@ class SubmitRequest:
     validity: float | None = None  # seconds; None = config default
     schedule_at: datetime | None = None
     client_ref: str | None = None
+    # The caller knows this client_ref was never submitted (a row just claimed): no lookup
+    # before the commit; a duplicate would still be answered as stored (unique key).
+    client_ref_new: bool = False
     report: bool = True  # ask the carrier for a delivery report
     ucs2: bool = False  # force UCS-2 even when the text fits GSM 03.38
     dlr_url: str | None = None  # Kannel-style status callback (see delivery/dlr_url.py)
     dlr_mask: int | None = None  # which events the callback wants (Kannel dlr-mask bits)
+    client: str | None = None  # the caller's IP address, for per-account networks
+    mail_from: str | None = None  # SMTP envelope sender, for per-account patterns
+    # E.164 -> why the message goes there (on-call schedules): an event row per message,
+    # written in the message's own commit
+    reasons: dict[str, str] | None = None
+    note: str | None = None  # recorded as an event on each message (attachments left out)
 
 
 @dataclass(slots=True, frozen=True)

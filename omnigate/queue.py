@@ -38,7 +38,7 @@ class Outbound:
                  account: str | None, origin: str, committed_at: float,
                  attempts: int = 0, segmented: Segmented | None = None,
                  sent: set[int] | None = None, ucs2: bool = False,
-                 dlr: tuple[str, int | None] | None = None) -> None:
+                 dlr: tuple[str | None, int | None] | None = None) -> None:
         self.id = id
         self.recipient = recipient
         self.text = text
@@ -59,7 +59,7 @@ class Outbound:
         self.sent: set[int] = sent or set()
         self.reported = (0, 0)  # (reports already in the store, worst rank) after a restart
         self.ucs2 = ucs2
-        self.dlr = dlr  # (dlr-url, dlr-mask) of a Kannel client
+        self.dlr = dlr  # (dlr-url, dlr-mask) of a Kannel client; (None, mask): an SMPP client
         self.concat_ref = id & 0xFF
         self.tier_failures = 0
         self.route: Any = None

@@ -24,6 +24,7 @@ from omnigate.metrics import Metrics
 from omnigate.model import (
     DeliveryReport,
     FailureKind,
+    Inbound,
     Origin,
     Part,
     Status,
@@ -78,13 +79,14 @@ class Rig:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.heard = Recorder()
+        self.mo: list[Inbound] = []
         self.links: dict[str, Link] = {}
         self.router = Router([Route("default", (("l1",),))], self.links)
         self.dispatcher = Dispatcher(
             store=store, router=self.router, links=self.links, node="n1",
             messages=MessagesConfig(), numbers=NumbersConfig(), retry=RetryConfig(),
             metrics=Metrics(), traffic=TrafficLog(None), memory_limit=1000,
-            listeners=[self.heard])
+            listeners=[self.heard], inbox=self.mo.append)
         self.link = ScriptedLink(LinkConfig(name="l1", type="scripted"), self.dispatcher)
         self.links["l1"] = self.link
 

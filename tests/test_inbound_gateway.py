@@ -277,3 +277,22 @@ async def test_table_target_writes_the_sql_sources_inbox(
     with sqlite3.connect(erp) as db:
         assert db.execute("SELECT sender, recipient, text, ref FROM sms_inbox").fetchall() == [
             ("46701111111", COMPANY, "Order 4711 received", row["reference"])]
+
+
+async def test_a_mailbox_that_refuses_falls_back_with_the_relays_reason(
+        smsc: SmscSimulator, gateway_factory: Callable[..., Any], tmp_path: Path, sink: Sink,
+        http: aiohttp.ClientSession) -> None:
+    sink.refuse_rcpt = {"gone@example.com"}
+    gw = await started(gateway_factory, make_config(
+        f"sqlite+aiosqlite:///{tmp_path}/o.db", smsc.port, tmp_path,
+        smtp={"listen": "127.0.0.1:0", "domains": ["sms.example.com"]},
+        mail={"relay": f"127.0.0.1:{sink.port}", "from": "omnigate@example.com",
+              "starttls": False},
+        inbound={"numbers": {COMPANY: ["mailto:gone@example.com"]},
+                 "default": ["mailto:desk@example.com"]}))
+    await smsc.inject_mo("46701111111", COMPANY, "anyone there?")
+    [row] = await inbound(http, gw, 1)
+    assert row["status"] == "partly"
+    assert row["targets"] == [["mailto:gone@example.com", "550 5.1.1 no such user here"],
+                              ["mailto:desk@example.com", "ok"]]
+    assert [r for _, r, _ in sink.mails] == [["desk@example.com"]]

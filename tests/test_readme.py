@@ -27,3 +27,26 @@ def test_link_example_is_valid(block: str, monkeypatch: pytest.MonkeyPatch) -> N
     config = parse(tomllib.loads(block))
     _, problems = carriers.resolve(config.links)
     assert problems == []
+
+
+ROUTING_BLOCKS = [b for b in re.findall(r"```toml\n(.*?)```", README, re.S)
+                  if "[[routes]]" in b or "[cluster]" in b]
+
+
+@pytest.mark.parametrize("block", ROUTING_BLOCKS)
+def test_routing_and_cluster_examples_are_valid(block: str) -> None:
+    data = tomllib.loads(block)
+    names = {n for r in data.get("routes", []) for tier in r["tiers"] for n in tier}
+    data["links"] = [{"name": n, "type": "smpp", "hosts": ["127.0.0.1:2775"]} for n in names]
+    data["store"] = {"url": "postgresql+asyncpg://postgres@127.0.0.1/test"}
+    config = parse(data)  # raises ConfigError with every problem
+    assert config.routes or config.cluster
+
+
+INBOUND_BLOCKS = [b for b in re.findall(r"```toml\n(.*?)```", README, re.S) if "[inbound]" in b]
+
+
+def test_inbound_example_is_valid() -> None:
+    [block] = INBOUND_BLOCKS
+    config = parse(tomllib.loads(block))
+    assert config.inbound.aliases["support"][1].startswith("reply:")

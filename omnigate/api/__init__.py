@@ -1,4 +1,4 @@
-"""Ingress: the ways messages come in (HTTP, SMTP, spool, SQL polling, TCP lines).
+"""Ingress: the ways messages come in (HTTP, SMTP, spool, SQL polling, TCP lines, SMPP).
 
 Each ingress parses its own protocol, answers in its own language, and hands
 a `SubmitRequest` to the submit function it was built with; none imports the

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from omnigate.accounts.secrets import check_other_hash, is_other_hash, verify_other
 from omnigate.config import AccountConfig
 from omnigate.model import SubmitError
 
@@ -93,11 +94,17 @@ def _parse_hash(encoded: str) -> _Hash:
 
 def check_hash(encoded: str) -> None:
     """Raise ValueError saying what is wrong with a stored hash (for check-config)."""
+    if is_other_hash(encoded):
+        check_other_hash(encoded)
+        return
     _parse_hash(encoded)
 
 
 def verify_secret(secret: str, encoded: str) -> bool:
-    """True when `secret` matches `encoded` (from `hash_secret`); a malformed hash is False."""
+    """True when `secret` matches `encoded` (from `hash_secret`, or argon2 and generated
+    API keys from `accounts/secrets.py`); a malformed hash is False."""
+    if is_other_hash(encoded):
+        return verify_other(secret, encoded)
     try:
         h = _parse_hash(encoded)
     except ValueError:
@@ -257,6 +264,15 @@ class Authenticator:
         self._pending: dict[bytes, asyncio.Task[str | None]] = {}
         self._dummy_hash: str | None = None
         self.scrypt_runs = 0  # for tests and curiosity: how often the cache missed
+
+    def reload(self, accounts: Iterable[AccountConfig]) -> None:
+        """Take the accounts as the store now has them (an API key made or revoked, a new
+        password); remembered verifications are dropped. Open or not stays as built."""
+        self.accounts = {a.name: a for a in accounts}
+        self._account_allow = {a.name: Allowlist(a.allow) for a in self.accounts.values()
+                               if a.allow}
+        self._api_keys = [(a.name, h) for a in self.accounts.values() for h in a.api_key_hash]
+        self.cache = VerifiedCache(self.cache.maxsize)
 
     def check_address(self, address: str | None) -> None:
         if address not in self.allow:

@@ -31,9 +31,12 @@ from multidict import MultiDictProxy
 
 from omnigate.api import openapi
 from omnigate.api.auth import Authenticator, credentials
+from omnigate.api.webhooks import PREFIX as HOOKS_PREFIX
+from omnigate.api.webhooks import add_hooks
 from omnigate.config import AccountConfig, HttpConfig
 from omnigate.metrics import Metrics
 from omnigate.model import Accepted, Origin, Status, Submit, SubmitError, SubmitRequest
+from omnigate.web import PREFIX as WEB_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,7 @@ log = logging.getLogger(__name__)
 _STATUS_BY_KIND = {
     "invalid": 400,
     "auth": 401,
+    "payment": 402,
     "forbidden": 403,
     "not_found": 404,
     "conflict": 409,
@@ -65,7 +69,8 @@ _ECHO_MAX = 40
 _NETWORK_ONLY = frozenset({"/healthz", "/metrics"})
 _FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 _JSON_FIELDS = frozenset(
-    {"to", "text", "from", "flash", "validity", "priority", "schedule_at", "client_ref"})
+    {"to", "text", "from", "flash", "validity", "priority", "schedule_at", "client_ref",
+     "dlr_url", "dlr_mask"})
 _STATUS_WORDS = frozenset(s.value for s in Status)
 _RECIPIENT_SEPARATORS = re.compile(r"[\s,]+")  # Kannel's '+' arrives as a space
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -86,9 +91,19 @@ class MessageReader(Protocol):
         "error", "events": [{"at", "status", "link", "node", "reason"}]} or None."""
 
     async def list_messages(self, *, status: str | None, to: str | None,
-                            since: datetime | None, limit: int) -> list[dict]:
+                            since: datetime | None, limit: int, account: str | None = None,
+                            link: str | None = None, text: str | None = None) -> list[dict]:
         """The same dicts without "events", newest first; `to` as the client gave it."""
 
+    async def list_inbound(self, *, limit: int, sender: str | None,
+                           status: str | None) -> list[dict]:
+        """Inbound messages, newest first: reference, from, to, text, parts, routing."""
+
+    async def get_inbound(self, reference: str) -> dict | None:
+        """One inbound message by its tracking reference."""
+
+
+_INBOUND_STATUSES = ("received", "delivered", "partly", "failed", "unrouted")
 
 # (method, path, handler attribute): the one list of routes; openapi.py documents it
 ROUTES: tuple[tuple[str, str, str], ...] = (
@@ -99,7 +114,10 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
     ("POST", "/api/v1/messages", "post_message"),
     ("GET", "/api/v1/messages", "list_messages"),
     ("GET", "/api/v1/messages/{id}", "get_message"),
+    ("GET", "/api/v1/inbound", "list_inbound"),
+    ("GET", "/api/v1/inbound/{reference}", "get_inbound"),
     ("GET", "/api/v1/links", "get_links"),
+    ("GET", "/api/v1/cluster", "get_cluster"),
     ("GET", "/api/v1/openapi.json", "get_openapi"),
     ("GET", "/healthz", "healthz"),
     ("GET", "/metrics", "get_metrics"),
@@ -108,15 +126,20 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
 
 def build_app(*, config: HttpConfig, accounts: list[AccountConfig], submit: Submit,
               reader: MessageReader, links: Callable[[], list[dict]],
-              health: Callable[[], dict], metrics: Metrics, version: str) -> web.Application:
-    """The aiohttp application; the caller runs it (preferably with access_log=None)."""
+              health: Callable[[], dict], metrics: Metrics, version: str,
+              cluster: Callable[[], Awaitable[dict]] | None = None,
+              hooks: Mapping[str, Any] | None = None) -> web.Application:
+    """The aiohttp application; the caller runs it (preferably with access_log=None).
+    `hooks`: links by name whose provider callbacks are served under /hooks/."""
     auth = Authenticator(config.allow, accounts)
-    api = _Api(config, auth.open, submit, reader, links, health, metrics, version)
+    api = _Api(config, auth.open, submit, reader, links, health, metrics, version, cluster)
     app = web.Application(client_max_size=config.max_body,
                           middlewares=[_gate(auth, config.max_body)])
     app[AUTHENTICATOR] = auth
     for method, path, name in ROUTES:
         app.router.add_route(method, path, getattr(api, name))
+    if hooks is not None:
+        add_hooks(app, hooks)
     return app
 
 
@@ -130,13 +153,16 @@ def _gate(auth: Authenticator, max_body: int) -> Callable[..., Awaitable[web.Str
     async def gate(request: web.Request,
                    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                    ) -> web.StreamResponse:
+        if request.path.startswith(HOOKS_PREFIX):
+            return await handler(request)  # each link checks its own callers (api/webhooks.py)
         try:
             address = request.remote
             auth.check_address(address)
             length = request.content_length
             if length is not None and length > max_body:
                 raise SubmitError("body", too_large, "too_large")
-            if not auth.open and request.path not in _NETWORK_ONLY:
+            if (not auth.open and request.path not in _NETWORK_ONLY
+                    and not request.path.startswith(WEB_PREFIX)):  # pages: session cookie
                 request[_ACCOUNT] = await auth.authenticate(await credentials(request), address)
             return await handler(request)
         except SubmitError as e:
@@ -307,6 +333,18 @@ async def _raw_text(request: web.Request) -> bytes | None:
     return _raw_value(raw_query, b"text")
 
 
+def _limit(query: MultiDictProxy[str]) -> int:
+    limit = LIST_LIMIT_DEFAULT
+    if (value := query.get("limit")) is not None:
+        try:
+            limit = int(value)
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= LIST_LIMIT_MAX:
+            raise SubmitError("limit", f"must be a whole number from 1 to {LIST_LIMIT_MAX}")
+    return limit
+
+
 def _parse_time(value: str, field: str) -> datetime:
     try:
         t = datetime.fromisoformat(value)
@@ -335,12 +373,13 @@ def _accepted_json(accepted: list[Accepted]) -> bytes:
 class _Api:
     def __init__(self, config: HttpConfig, open: bool, submit: Submit, reader: MessageReader,
                  links: Callable[[], list[dict]], health: Callable[[], dict], metrics: Metrics,
-                 version: str) -> None:
+                 version: str, cluster: Callable[[], Awaitable[dict]] | None) -> None:
         self._open = open  # no accounts: requests carry no account name
         self.max_recipients = config.max_recipients
         self.submit = submit
         self.reader = reader
         self.links = links
+        self.cluster = cluster
         self.health = health
         self.metrics = metrics
         self._rejected = metrics.rejected.labels(origin=Origin.HTTP.value)
@@ -363,6 +402,7 @@ class _Api:
                     origin=Origin.HTTP,
                     sender=params.get("from") or None,
                     account=self._account(request),
+                    client=request.remote,
                     flash=_flag(params, "flash"),
                 )
             except SubmitError:
@@ -423,6 +463,7 @@ class _Api:
             origin=Origin.HTTP,
             sender=params.get("from") or None,
             account=self._account(request),
+            client=request.remote,
             flash=mclass == 0,
             validity=validity * 60.0 if validity is not None else None,
             # Kannel: a report is asked for when dlr-mask has 1 (delivered) or 2 (failed)
@@ -438,6 +479,7 @@ class _Api:
         body = await request.read()
         try:
             submission = self._json_request(body, self._account(request))
+            submission.client = request.remote
         except SubmitError:
             self._rejected.inc()
             raise
@@ -514,6 +556,7 @@ class _Api:
             validity=float(validity) if validity is not None else None,
             schedule_at=schedule_at,
             client_ref=client_ref,
+            **_json_dlr(data),
         )
 
     async def get_message(self, request: web.Request) -> web.Response:
@@ -536,19 +579,36 @@ class _Api:
         if value := query.get("since"):
             # an unencoded '+' of '+02:00' arrives as a space
             since = _parse_time(value.strip().replace(" ", "+"), "since")
-        limit = LIST_LIMIT_DEFAULT
-        if (value := query.get("limit")) is not None:
-            try:
-                limit = int(value)
-            except ValueError:
-                limit = 0
-            if not 1 <= limit <= LIST_LIMIT_MAX:
-                raise SubmitError("limit", f"must be a whole number from 1 to {LIST_LIMIT_MAX}")
-        rows = await self.reader.list_messages(status=status, to=to, since=since, limit=limit)
+        rows = await self.reader.list_messages(status=status, to=to, since=since,
+                                               limit=_limit(query))
         return _json({"messages": rows})
+
+    async def list_inbound(self, request: web.Request) -> web.Response:
+        query = request.query
+        status = query.get("status") or None
+        if status is not None and status not in _INBOUND_STATUSES:
+            raise SubmitError("status", f"unknown status {status[:_ECHO_MAX]!r} "
+                                        f"(one of {', '.join(_INBOUND_STATUSES)})")
+        sender = (query.get("from") or "").strip().replace(" ", "+") or None
+        rows = await self.reader.list_inbound(limit=_limit(query), sender=sender, status=status)
+        return _json({"inbound": rows})
+
+    async def get_inbound(self, request: web.Request) -> web.Response:
+        reference = request.match_info["reference"]
+        found = await self.reader.get_inbound(reference[:40])
+        if found is None:
+            raise SubmitError("reference", f"no inbound message {reference[:_ECHO_MAX]!r}",
+                              "not_found")
+        return _json(found)
 
     async def get_links(self, request: web.Request) -> web.Response:
         return _json({"links": self.links()})
+
+    async def get_cluster(self, request: web.Request) -> web.Response:
+        if self.cluster is None:
+            health = self.health()
+            return _json({"node": health["node"], "clustered": False, "nodes": []})
+        return _json(await self.cluster())
 
     async def get_openapi(self, request: web.Request) -> web.Response:
         return web.Response(body=self._openapi, content_type="application/json")
@@ -562,6 +622,19 @@ class _Api:
     async def get_metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=self.metrics.render(),
                             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+def _json_dlr(data: dict[str, Any]) -> dict[str, Any]:
+    """Kannel-style status callbacks asked for in JSON (`delivery/dlr_url.py`): how one
+    omnigate relays to another and hears the status back (HTTP link, profile omnigate)."""
+    url, mask = data.get("dlr_url"), data.get("dlr_mask")
+    if url is None and mask is None:
+        return {}
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise SubmitError("dlr_url", "must be an http:// or https:// URL")
+    if isinstance(mask, bool) or not isinstance(mask, int) or not 1 <= mask <= 31:
+        raise SubmitError("dlr_mask", "must be a whole number 1-31 (Kannel dlr-mask bits)")
+    return {"dlr_url": url, "dlr_mask": mask, "report": bool(mask & 3)}
 
 
 def _required(value: str | None, field: str) -> str:

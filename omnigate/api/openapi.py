@@ -138,6 +138,12 @@ _SCHEMAS: dict[str, Any] = {
                             "description": "ISO 8601 with a timezone"},
             "client_ref": {"type": "string", "minLength": 1, "maxLength": 255,
                            "description": "makes resubmission idempotent"},
+            "dlr_url": {"type": "string", "format": "uri",
+                        "description": "Kannel-style status callback (%d %A %I %p %P %q %T); "
+                                       "with dlr_mask"},
+            "dlr_mask": {"type": "integer", "minimum": 1, "maximum": 31,
+                         "description": "Kannel dlr-mask: 1 delivered, 2 undelivered, "
+                                        "8 taken by the carrier, 16 refused"},
         },
     },
     "Accepted": {
@@ -233,6 +239,32 @@ _DOCUMENT: dict[str, Any] = {
                               "404": _JSON_ERROR},
             },
         },
+        "/api/v1/inbound": {
+            "get": {
+                "operationId": "listInbound",
+                "summary": "Inbound SMS, newest first, with their tracking reference and routing",
+                "parameters": [
+                    {"name": "status", "in": "query", "schema": {"type": "string", "enum": [
+                        "received", "delivered", "partly", "failed", "unrouted"]}},
+                    {"name": "from", "in": "query", "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query",
+                     "schema": {"type": "integer", "minimum": 1}}],
+                "responses": {"200": _json({"type": "object", "required": ["inbound"],
+                                            "properties": {"inbound": {"type": "array", "items": {
+                                                "type": "object"}}}}, "the inbound messages"),
+                              "400": _JSON_ERROR, "401": _JSON_ERROR, "403": _JSON_ERROR},
+            },
+        },
+        "/api/v1/inbound/{reference}": {
+            "get": {
+                "operationId": "getInbound",
+                "summary": "One inbound SMS by its tracking reference (IN-2026-000123)",
+                "parameters": [{"name": "reference", "in": "path", "required": True,
+                                "schema": {"type": "string"}}],
+                "responses": {"200": _json({"type": "object"}, "the inbound message"),
+                              "401": _JSON_ERROR, "403": _JSON_ERROR, "404": _JSON_ERROR},
+            },
+        },
         "/api/v1/links": {
             "get": {
                 "operationId": "listLinks",
@@ -240,6 +272,19 @@ _DOCUMENT: dict[str, Any] = {
                 "responses": {"200": _json({"type": "object", "required": ["links"],
                                             "properties": {"links": {"type": "array", "items": {
                                                 "type": "object"}}}}, "the links"),
+                              "401": _JSON_ERROR, "403": _JSON_ERROR},
+            },
+        },
+        "/api/v1/cluster": {
+            "get": {
+                "operationId": "getCluster",
+                "summary": "Nodes sharing this store, their heartbeats and exclusive links",
+                "responses": {"200": _json({"type": "object", "required": ["node", "clustered"],
+                                            "properties": {"node": {"type": "string"},
+                                                           "clustered": {"type": "boolean"},
+                                                           "nodes": {"type": "array", "items": {
+                                                               "type": "object"}}}},
+                                           "the cluster"),
                               "401": _JSON_ERROR, "403": _JSON_ERROR},
             },
         },

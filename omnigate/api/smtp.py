@@ -304,6 +304,9 @@ class Recipients:
         self._region = numbers.default_region
         self._mobile_only = numbers.mobile_only
         self.groups: dict[str, dict[str, str]] = {}  # name -> E.164 -> spelling
+        # on-call schedule names (set by the gateway): NAME@domain -> schedule:NAME, which
+        # Gateway.submit resolves at send time (omnigate/oncall/)
+        self.schedules: frozenset[str] = frozenset()
         problems = []
         for g, group in enumerate(config.groups):
             members: dict[str, str] = {}
@@ -328,6 +331,8 @@ class Recipients:
         group = self.groups.get(local.lower())
         if group is not None:
             return group
+        if local.lower() in self.schedules:
+            return {f"schedule:{local.lower()}": f"schedule:{local.lower()}"}
         if any(c.isalpha() for c in local):
             raise Refused(f"550 5.1.1 <{address}>: no such group, and not a phone number")
         try:
@@ -488,11 +493,13 @@ class SmtpHandler:
             return "451 4.3.0 local error in processing this mail; try again later"
         if not built.text:
             return "554 5.6.0 no text for an SMS in the subject or the body"
-        if built.attachments:
-            log.debug("mail from %s: attachments left out: %s", envelope.mail_from,
-                      ", ".join(built.attachments))
+        # the account: the AUTH login, else the envelope sender (Gateway.submit resolves it)
         request = SubmitRequest(to=list(envelope.numbers.values()), text=built.text, origin=Origin.SMTP,
-                                sender=self.config.sender, account=envelope.mail_from)
+                                sender=self.config.sender,
+                                account=session.auth_data or envelope.mail_from,
+                                mail_from=envelope.mail_from, client=_host(session.peer),
+                                note="attachments left out: " + ", ".join(built.attachments)
+                                if built.attachments else None)
         self.in_data += 1
         self.idle.clear()
         try:

@@ -10,11 +10,13 @@ from omnigate.config import LinkEntry, validation_problems
 
 def registry() -> dict[str, type[Link]]:
     """Link classes by config type; imported here so an unused protocol costs nothing."""
+    from omnigate.carriers.atmodem import ModemLink
     from omnigate.carriers.cimd2 import Cimd2Link
+    from omnigate.carriers.http import HttpLink
     from omnigate.carriers.smpp import SmppLink
     from omnigate.carriers.ucp import UcpLink
 
-    return {"cimd2": Cimd2Link, "smpp": SmppLink, "ucp": UcpLink}
+    return {"cimd2": Cimd2Link, "modem": ModemLink, "http": HttpLink, "smpp": SmppLink, "ucp": UcpLink}
 
 
 def resolve(entries: list[LinkEntry]) -> tuple[list[tuple[type[Link], LinkConfig]], list[str]]:

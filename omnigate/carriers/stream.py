@@ -128,6 +128,8 @@ def backoff_delay(failed_rounds: int, low: float, high: float) -> float:
 class Connection(asyncio.Protocol):
     """One TCP connection carrying one session; every decision is the link's."""
 
+    closed_by = "the SMSC"  # who closed it, when the peer did, in the field's words
+
     def __init__(self, link: StreamLink, session: Any, peer: str) -> None:
         self.link = link
         self.session = session
@@ -163,7 +165,7 @@ class Connection(asyncio.Protocol):
             self.finished.set_result(None)
         if not self.dropped:
             self.dropped = True
-            why = f"lost: {exc}" if exc else "closed by the SMSC"
+            why = f"lost: {exc}" if exc else f"closed by {self.closed_by}"
             self.link._on_conn_failed(self, f"connection to {self.peer} {why}")
 
     # helpers -----------------------------------------------------------------------
@@ -240,11 +242,11 @@ class StreamLink(Link):
     """A carrier link over TCP; see the module docstring for what a protocol fills in."""
 
     config_model = StreamConfig
+    config: StreamConfig  # Link.__init__ checked it against config_model
 
     def __init__(self, config: StreamConfig, events: LinkEvents) -> None:
         super().__init__(config, events)
-        self.config: StreamConfig = config
-        c = config
+        c = self.config
         self._hosts = [split_hostport(h) for h in c.hosts]
         self._limit = c.window + c.queue
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
@@ -286,6 +288,10 @@ class StreamLink(Link):
     def _goodbye(self, conn: Connection, now: float) -> asyncio.Future[None] | None:
         """Start a graceful logout on `conn`; what resolves once it is done, or None."""
         return None
+
+    def _peer_name(self, host: str, port: int) -> str:
+        """How logs and `describe()` name an entry of `_hosts`."""
+        return f"{host}:{port}"
 
     def _start_line(self) -> str:
         return f"window {self.config.window}"
@@ -452,7 +458,7 @@ class StreamLink(Link):
         c = self.config
         while not self._stopping:
             for host, port in self._hosts:
-                peer = f"{host}:{port}"
+                peer = self._peer_name(host, port)
                 conns: list[Connection] = []
                 try:
                     await self._open(host, port, peer, conns)
@@ -498,7 +504,7 @@ class StreamLink(Link):
         self._loop = asyncio.get_running_loop()
         self._stopping = False
         self.set_state(LinkState.CONNECTING)
-        self.log.info("starting: %s, %s", ", ".join(self.config.hosts), self._start_line())
+        self.log.info("starting: %s", ", ".join([*self.config.hosts, self._start_line()]))
         self._task = self._loop.create_task(self._run(),
                                             name=f"{self.protocol}-link-{self.name}")
 

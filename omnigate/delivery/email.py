@@ -70,7 +70,8 @@ def _shown(sender: str) -> str:
     return f"+{digits}" if digits.isdigit() else sender
 
 
-def inbound_as_email(inbound: Inbound, *, to: str, domain: str) -> EmailMessage:
+def inbound_as_email(inbound: Inbound, *, to: str, domain: str,
+                     reference: str | None = None) -> EmailMessage:
     """An inbound SMS as a mail from `<msisdn>@<domain>` to `to` (RFC 5322).
 
     The body is UTF-8 in quoted-printable, 7-bit clean for any relay (RFC 2045
@@ -80,7 +81,7 @@ def inbound_as_email(inbound: Inbound, *, to: str, domain: str) -> EmailMessage:
     msg["From"] = Address(display_name=_shown(inbound.sender),
                           addr_spec=f"{_local_part(inbound.sender)}@{domain}")
     msg["To"] = to
-    msg["Subject"] = f"SMS from {_shown(inbound.sender)}"
+    msg["Subject"] = f"SMS from {_shown(inbound.sender)}" + (f" [{reference}]" if reference else "")
     received = inbound.received_at
     if received.tzinfo is None:
         received = received.replace(tzinfo=UTC)
@@ -134,14 +135,17 @@ class _Temporary(Exception):
 class _Job:
     msg: EmailMessage
     attempt: int = 0
+    outcome: asyncio.Future[str | None] | None = None  # None when sent, else why not
 
 
 class Mailer:
     """Queues mails and delivers them to the relay from one worker task."""
 
     def __init__(self, config: MailConfig, *, sms_domain: str | None = None,
-                 own_domains: frozenset[str] = frozenset()) -> None:
+                 own_domains: frozenset[str] = frozenset(),
+                 notice_addresses: dict[str, str] | None = None) -> None:
         self.config = config
+        self.notice_addresses = notice_addresses or {}  # account -> where its notices go
         self.host, self.port = split_hostport(config.relay)
         self.sms_domain = config.domain or sms_domain
         # never mail a notice into our own SMS domains: it would come back as an SMS
@@ -187,8 +191,24 @@ class Mailer:
 
     def send(self, msg: EmailMessage) -> bool:
         """Queue a mail; False (and a log line) when the queue is full. Never blocks."""
+        return self._enqueue(_Job(msg))
+
+    async def deliver(self, msg: EmailMessage) -> str | None:
+        """Queue a mail and wait until the relay took it (None) or it was given up (why).
+
+        For mail whose sender keeps its own record until it knows (inbound SMS):
+        a crash before the relay took it leaves that record to be tried again.
+        """
+        job = _Job(msg, outcome=asyncio.get_running_loop().create_future())
+        if not self._enqueue(job):
+            return "the mail queue is full"
+        assert job.outcome is not None
+        return await job.outcome
+
+    def _enqueue(self, job: _Job) -> bool:
+        msg = job.msg
         try:
-            self._queue.put_nowait(_Job(msg))
+            self._queue.put_nowait(job)
         except asyncio.QueueFull:
             log.error("mail queue full (%d); mail to %s dropped", self.config.queue_size,
                       msg["To"])
@@ -207,25 +227,29 @@ class Mailer:
             self._settled.set()
 
     def on_status(self, change: StatusChange) -> None:
-        """StatusListener: one failure notice per mailed message that ends badly."""
+        """StatusListener: one failure notice per message that ends badly, to its mail
+        sender or its account's notice address."""
         info = change.message
         if (not self.config.notices or change.status not in NOTICE_STATUSES
-                or info.origin != Origin.SMTP.value or not info.account
-                or "@" not in info.account or info.id in self._noticed):
+                or not info.account or info.id in self._noticed):
             return
-        if info.account.rpartition("@")[2].lower() in self._own:
+        to = self.notice_addresses.get(info.account)
+        if to is None and info.origin == Origin.SMTP.value and "@" in info.account:
+            to = info.account
+        if to is None or to.rpartition("@")[2].lower() in self._own:
             return
         self._noticed[info.id] = None
         if len(self._noticed) > _NOTICED_KEPT:
             self._noticed.popitem(last=False)
-        self.send(failure_notice(change, to=info.account, sender=self.config.from_))
+        self.send(failure_notice(change, to=to, sender=self.config.from_))
 
-    def send_inbound(self, inbound: Inbound, to: str) -> bool:
-        """Mail an inbound SMS to `to` (the Inbound routing decides who gets what)."""
+    async def send_inbound(self, inbound: Inbound, to: str,
+                           reference: str | None = None) -> str | None:
+        """Mail an inbound SMS to `to` and wait for the relay: None, or why it failed."""
         if not self.sms_domain:
-            log.error("mail: no SMS domain ([mail].domain or [smtp].domains) for inbound mail")
-            return False
-        return self.send(inbound_as_email(inbound, to=to, domain=self.sms_domain))
+            return "no SMS domain ([mail].domain or [smtp].domains) for inbound mail"
+        return await self.deliver(inbound_as_email(inbound, to=to, domain=self.sms_domain,
+                                                   reference=reference))
 
     def link_alarms(self) -> Callable[[str, LinkState], None]:
         """A link-state listener that mails a link going down after it was up, and its return.
@@ -289,7 +313,7 @@ class Mailer:
                     self._retry(job, f"{type(exc).__name__}: {exc}")
                 except Exception as exc:  # a mail we cannot even serialise: drop it, live on
                     log.exception("mail to %s: cannot send", job.msg["To"])
-                    self._give_up(job.msg, f"{type(exc).__name__}: {exc}")
+                    self._give_up(job, f"{type(exc).__name__}: {exc}")
                 finally:
                     self._queue.task_done()
         finally:  # cancelled at stop: never leave the relay's connection open
@@ -306,7 +330,7 @@ class Mailer:
             if any(400 <= r.code < 500 for r in exc.recipients):
                 raise _Temporary(reason) from None
             await _rset(client)
-            self._give_up(msg, reason)
+            self._give_up(job, reason)
             return
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPConnectError):
             raise
@@ -314,16 +338,18 @@ class Mailer:
             if 400 <= exc.code < 500:
                 raise _Temporary(f"{exc.code} {exc.message}") from None
             await _rset(client)
-            self._give_up(msg, f"{exc.code} {exc.message}")
+            self._give_up(job, f"{exc.code} {exc.message}")
             return
         self.sent += 1
         self._done()
+        if job.outcome is not None and not job.outcome.done():
+            job.outcome.set_result(None)
 
     def _retry(self, job: _Job, reason: str) -> None:
         job.attempt += 1
         cfg = self.config
         if job.attempt >= cfg.max_attempts:
-            self._give_up(job.msg, f"{reason} (gave up after {job.attempt} attempts)")
+            self._give_up(job, f"{reason} (gave up after {job.attempt} attempts)")
             return
         delay = min(cfg.retry_maximum, cfg.retry_initial * 2 ** (job.attempt - 1))
         delay *= 1 + random.uniform(-_JITTER, _JITTER)
@@ -335,15 +361,17 @@ class Mailer:
             try:
                 self._queue.put_nowait(job)
             except asyncio.QueueFull:
-                self._give_up(job.msg, "mail queue full at retry")
+                self._give_up(job, "mail queue full at retry")
 
         handle = asyncio.get_running_loop().call_later(delay, requeue)
         self._retries.add(handle)
 
-    def _give_up(self, msg: EmailMessage, reason: str) -> None:
+    def _give_up(self, job: _Job, reason: str) -> None:
         self.failed += 1
         self._done()
-        log.error("mail to %s (%s) not delivered: %s", msg["To"], msg["Subject"], reason)
+        log.error("mail to %s (%s) not delivered: %s", job.msg["To"], job.msg["Subject"], reason)
+        if job.outcome is not None and not job.outcome.done():
+            job.outcome.set_result(reason)
 
     @property
     def pending(self) -> int:

@@ -24,8 +24,8 @@ from omnigate.model import Inbound, Origin, Submit, SubmitError, SubmitRequest
 
 log = logging.getLogger("omnigate.inbound")
 
-# An SMPP client bound as an account takes MO for it: (account, message) -> taken
-AccountDelivery = Callable[[str, "MoMessage"], Awaitable[bool]]
+# The SMPP server takes MO for an account it serves: (account, message) -> taken
+AccountDelivery = Callable[[str, Inbound], Awaitable[bool]]
 
 
 @dataclass(slots=True)
@@ -60,14 +60,15 @@ class TargetFailed(Exception):
 class Targets:
     def __init__(self, config: InboundConfig, *, submit: Submit, mailer: Mailer | None,
                  incoming: Path, spool: Spool | None = None,
-                 tables: Mapping[str, SqlSource] | None = None) -> None:
+                 tables: Mapping[str, SqlSource] | None = None,
+                 account_delivery: AccountDelivery | None = None) -> None:
         self.config = config
         self.submit = submit
         self.mailer = mailer
         self.incoming = incoming
         self.spool = spool
         self.tables = tables or {}
-        self.account_delivery: AccountDelivery | None = None  # set by the SMPP server
+        self.account_delivery = account_delivery
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -91,6 +92,9 @@ class Targets:
             await self._table(msg, target[6:], text)
         elif target.startswith("reply:"):
             await self._reply(msg, target[6:])
+        elif target.startswith("smpp:"):
+            if not await self._smpp(msg, target[5:], text):
+                raise TargetFailed(f"no [smpp_server] account {target[5:]!r}")
         elif target.startswith("account:"):
             await self._account(msg, target[8:], text)
         else:
@@ -99,8 +103,9 @@ class Targets:
     async def _mail(self, msg: MoMessage, to: str, text: str) -> None:
         if self.mailer is None:
             raise TargetFailed("no [mail] relay configured")
-        if not self.mailer.send_inbound(msg.with_text(text), to, reference=msg.reference):
-            raise TargetFailed("the mail queue is full or no SMS domain is configured")
+        failed = await self.mailer.send_inbound(msg.with_text(text), to, reference=msg.reference)
+        if failed is not None:
+            raise TargetFailed(failed)
 
     async def _http(self, msg: MoMessage, url: str, text: str) -> None:
         assert self._session is not None
@@ -159,8 +164,13 @@ class Targets:
             raise TargetFailed(f"reply not accepted: {exc.field}: {exc.reason}") from None
         log.info("inbound %s answered with SMS %d", msg.reference, accepted.id)
 
+    async def _smpp(self, msg: MoMessage, account: str, text: str) -> bool:
+        """Queued durably for the account's SMPP binds; False when the server has no such account."""
+        return self.account_delivery is not None and await self.account_delivery(
+            account, msg.with_text(text))
+
     async def _account(self, msg: MoMessage, account: str, text: str) -> None:
-        if self.account_delivery is not None and await self.account_delivery(account, msg):
+        if await self._smpp(msg, account, text):
             return
         targets = self.config.accounts.get(account)
         if not targets:

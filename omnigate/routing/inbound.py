@@ -14,8 +14,9 @@ The rules, in the configured order:
 Targets are URIs, so one rule can fan out to several kinds: `mailto:`,
 `http://`/`https://`, `file:` (a directory; empty = the spool's incoming/),
 `table:` (the inbox table of a `[[sql]]` source, by name), `reply:` (an
-autoresponse text) and `account:` (an account's own inbound targets, or an
-SMPP client bound as that account).
+autoresponse text), `smpp:` (deliver_sm to the SMPP server's binds of an
+account) and `account:` (an SMPP client bound as that account, else the
+account's own inbound targets).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 RULES = ("number", "alias", "last_sender", "sender", "default")
-TARGET_SCHEMES = ("mailto:", "http://", "https://", "file:", "table:", "reply:", "account:")
+TARGET_SCHEMES = ("mailto:", "http://", "https://", "file:", "table:", "reply:", "smpp:",
+                  "account:")
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ class TimeWindow:
     """Weekdays and a daily time range in one zone; `end < start` runs past midnight.
 
     A window crossing midnight belongs to the day it starts on: "fri 22:00-06:00"
-    covers Friday night until Saturday 06:00.
+    covers Friday night until Saturday 06:00. Days without hours are whole days.
     """
 
     days: frozenset[int]  # 0 = Monday
@@ -42,7 +42,9 @@ class TimeWindow:
     def contains(self, at: float) -> bool:
         local = dt.datetime.fromtimestamp(at, self.zone)
         now, day = local.time(), local.weekday()
-        if self.start <= self.end:
+        if self.start == self.end:  # no hours given: the whole day
+            return day in self.days
+        if self.start < self.end:
             return day in self.days and self.start <= now < self.end
         if now >= self.start:
             return day in self.days

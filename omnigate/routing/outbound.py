@@ -6,8 +6,9 @@ no timers. The dispatcher asks `route_for` when a message enters the queue
 (and again when it is due if some route has a time window) and `choose` each
 time the message is due; the answer is a link, or why there is none:
 
-* `BUSY`  - a usable link of the current tier is full or out of rate tokens:
-  wait for room (a full link is not a failure and never causes fallback);
+* `BUSY`  - the link whose turn it is is full, or the tier is out of rate
+  tokens: wait (a full link is not a failure and never causes fallback, and
+  its share is not given to the other links of the tier);
 * `DOWN`  - no link of any remaining tier is usable: wait for one.
 
 Within a tier, links share by weight (smooth weighted round robin); a tier is
@@ -101,29 +102,33 @@ class Router:
                 if not self.usable(name, now):
                     continue
                 usable = True
+                bucket = self._buckets.get(name)
+                if bucket is None or bucket.ready(now):
+                    candidates.append(name)
+            if not candidates:
+                if usable:
+                    return Wait.BUSY  # out of rate tokens: wait, do not fall back
+                continue
+
+            def has_room(name: str) -> bool:
                 link = self.links[name]
                 room = link.capacity()
-                if not (room >= parts or (room > 0 and link.in_flight == 0)):
-                    continue
-                bucket = self._buckets.get(name)
-                if bucket is not None and not bucket.ready(now):
-                    continue
-                candidates.append(name)
-            if candidates:
-                if len(candidates) == 1:
-                    name = candidates[0]
-                else:
-                    load = {n: self.links[n].in_flight for n in candidates}
-                    name = self._pickers[(route.name, index)].pick(candidates, load)
-                bucket = self._buckets.get(name)
-                if bucket is not None:
-                    bucket.take(now)
-                circuit = self.circuits.get(name)
-                if circuit is not None:
-                    circuit.taken()
-                return Choice(index, name)
-            if usable:
-                return Wait.BUSY
+                return room >= parts or (room > 0 and link.in_flight == 0)
+
+            if len(candidates) == 1:
+                name: str | None = candidates[0] if has_room(candidates[0]) else None
+            else:
+                load = {n: self.links[n].in_flight for n in candidates}
+                name = self._pickers[(route.name, index)].pick(candidates, load, has_room)
+            if name is None:
+                return Wait.BUSY  # the link whose turn it is is full: wait for it
+            bucket = self._buckets.get(name)
+            if bucket is not None:
+                bucket.take(now)
+            circuit = self.circuits.get(name)
+            if circuit is not None:
+                circuit.taken()
+            return Choice(index, name)
         return Wait.DOWN
 
     def usable(self, name: str, now: float) -> bool:

@@ -46,7 +46,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from struct import Struct
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -1006,16 +1006,22 @@ class SmscSimulator(Simulator[RecordedSubmit, _Connection]):
     # MO --------------------------------------------------------------------
 
     async def inject_mo(
-        self, source: str, destination: str, text: str, *, timeout: float = 5.0
+        self, source: str, destination: str, text: str, *, timeout: float = 5.0,
+        only: Sequence[int] | None = None, ref: int | None = None,
     ) -> None:
         """Send an MO text as deliver_sm (esm_class 0) to a bound receiver or transceiver.
 
         Receivers take turns. Returns once every part is acknowledged with
         deliver_sm_resp; raises SimulatorError if none is bound, a part is
-        refused, or the ESME does not answer within `timeout` seconds.
+        refused, or the ESME does not answer within `timeout` seconds. `only`
+        sends just these parts of a long text (1-based), in that order: parts
+        out of order, resent or lost, as networks deliver them; `ref` fixes the
+        concatenation reference (to send the rest of a message later).
         """
         conn = self._mo_target("no receiver or transceiver is bound to take an MO")
-        coding, esm_class, parts = split_mo(text, next(self._mo_ref))
+        coding, esm_class, parts = split_mo(text, next(self._mo_ref) if ref is None else ref)
+        if only is not None:
+            parts = [parts[i - 1] for i in only]
         pdus, futures = [], []
         for sm in parts:
             seq = conn.next_sequence()

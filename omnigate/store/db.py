@@ -12,12 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from omnigate.ids import id_floor
 from omnigate.store import schema
+from omnigate.store.inbound import InboundReads
 from omnigate.store.writer import GroupCommitter, PostgresBatches, SqliteBatches
 
 log = logging.getLogger("omnigate.store")
@@ -58,7 +59,7 @@ def make_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
 
 
-class Store:
+class Store(InboundReads):
     """Engine, schema and the reads the gateway and the API need."""
 
     def __init__(self, engine: AsyncEngine, writer: GroupCommitter) -> None:
@@ -85,6 +86,10 @@ class Store:
     @staticmethod
     async def _migrate(engine: AsyncEngine) -> None:
         async with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                # Nodes starting together on a new database: one creates, the others wait
+                # and then find the tables (CREATE TABLE races are not IF NOT EXISTS-safe).
+                await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('omnigate.schema'))"))
             await conn.run_sync(schema.metadata.create_all)
             row = (await conn.execute(
                 select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")
@@ -96,6 +101,17 @@ class Store:
                 raise RuntimeError(
                     f"store schema version {row[0]} is newer than this omnigate "
                     f"({schema.SCHEMA_VERSION}); upgrade omnigate")
+            elif int(row[0]) < schema.SCHEMA_VERSION:
+                # 1 -> 2 added tables, which create_all just made; 2 -> 3 a column too;
+                # 3 -> 4 tables and views only (accounts and billing); 4 -> 5 tables only
+                # (on-call alarms).
+                if int(row[0]) < 3:
+                    await conn.execute(text("ALTER TABLE inbound ADD COLUMN message_id BIGINT"))
+                    await conn.execute(text(
+                        "CREATE INDEX IF NOT EXISTS ix_inbound_message ON inbound (message_id)"))
+                await conn.execute(schema.meta.update()
+                                   .where(schema.meta.c.key == "schema_version")
+                                   .values(value=str(schema.SCHEMA_VERSION)))
 
     async def close(self) -> None:
         await self.writer.stop()
@@ -138,14 +154,22 @@ class Store:
         return out
 
     async def list_messages(self, *, status: str | None = None, to: str | None = None,
-                            since: datetime | None = None, limit: int = 100
-                            ) -> list[dict[str, Any]]:
+                            since: datetime | None = None, limit: int = 100,
+                            account: str | None = None, link: str | None = None,
+                            text: str | None = None) -> list[dict[str, Any]]:
+        """Newest first; `text` matches anywhere in the text, ignoring case."""
         c = schema.messages.c
         q = select(*_MESSAGE_COLUMNS).order_by(c.id.desc()).limit(limit)
         if status:
             q = q.where(c.status == status)
         if to:
             q = q.where(c.recipient == to)
+        if account:
+            q = q.where(c.account == account)
+        if link:
+            q = q.where(c.link == link)
+        if text:
+            q = q.where(func.lower(c.text).contains(text.lower(), autoescape=True))
         if since:
             # Ids grow with time, so the primary key finds the start.
             q = q.where(c.id >= id_floor(since.timestamp()), c.created_at >= since.timestamp())
@@ -173,6 +197,15 @@ class Store:
                 select(schema.messages)
                 .where(c.node == node, c.status.in_(("queued", "sending")), c.id > after_id)
                 .order_by(c.id).limit(limit))).all())
+
+    async def load_messages(self, node: str, ids: list[int]) -> list[Any]:
+        """This node's queued messages by id (just taken over or handed over), in id order."""
+        c = schema.messages.c
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(
+                select(schema.messages)
+                .where(c.id.in_(ids), c.node == node, c.status.in_(("queued", "sending")))
+                .order_by(c.id))).all())
 
     async def count_queued(self, node: str) -> int:
         c = schema.messages.c

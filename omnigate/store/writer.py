@@ -33,7 +33,7 @@ from operator import itemgetter
 from typing import Any, Protocol
 
 import asyncpg
-from sqlalchemy import URL, bindparam, insert, update
+from sqlalchemy import URL, bindparam, delete, insert, update
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 
@@ -48,6 +48,28 @@ _STATEMENTS: dict[str, Any] = {
     "parts": insert(schema.parts),
     "events": insert(schema.events),
     "inbound": insert(schema.inbound),
+    "inbound_messages": insert(schema.inbound_messages),
+    "charges": insert(schema.charges),
+    # accounts (omnigate/accounts/book.py): written here too, so that on SQLite no second
+    # connection ever holds the write lock the loop-thread writer would wait for
+    "accounts": insert(schema.accounts),
+    "account_keys": insert(schema.account_keys),
+    "movements": insert(schema.movements),
+    "alarms": insert(schema.alarms),  # on-call (omnigate/oncall/)
+    "alarm_events": insert(schema.alarm_events),
+    "account_settings": update(schema.accounts)
+    .where(schema.accounts.c.name == bindparam("b_name"))
+    .values(settings=bindparam("settings"), from_config=bindparam("from_config"),
+            updated_at=bindparam("updated_at")),
+    "key_revoked": update(schema.account_keys)
+    .where(schema.account_keys.c.id == bindparam("b_id"))
+    .values(revoked_at=bindparam("revoked_at")),
+    "charge_refunded": update(schema.charges)
+    .where(schema.charges.c.message_id == bindparam("b_message_id"))
+    .values(refunded_at=bindparam("refunded_at")),
+    "account_removed": delete(schema.accounts).where(schema.accounts.c.name == bindparam("b_name")),
+    "account_keys_removed": delete(schema.account_keys)
+    .where(schema.account_keys.c.account == bindparam("b_name")),
     "message_state": update(schema.messages)
     .where(schema.messages.c.id == bindparam("b_id"))
     .values(status=bindparam("status"), attempts=bindparam("attempts"),
@@ -56,6 +78,16 @@ _STATEMENTS: dict[str, Any] = {
     "message_status": update(schema.messages)
     .where(schema.messages.c.id == bindparam("b_id"))
     .values(status=bindparam("status"), error=bindparam("error"),
+            updated_at=bindparam("updated_at")),
+    "inbound_result": update(schema.inbound_messages)
+    .where(schema.inbound_messages.c.id == bindparam("b_id"))
+    .values(status=bindparam("status"), rule=bindparam("rule"), targets=bindparam("targets"),
+            detail=bindparam("detail"), updated_at=bindparam("updated_at")),
+    "alarm_state": update(schema.alarms)
+    .where(schema.alarms.c.id == bindparam("b_id"))
+    .values(schedule=bindparam("schedule"), level=bindparam("level"), status=bindparam("status"),
+            recipients=bindparam("recipients"), escalate_at=bindparam("escalate_at"),
+            acked_by=bindparam("acked_by"), acked_at=bindparam("acked_at"),
             updated_at=bindparam("updated_at")),
     "part_status": update(schema.parts)
     .where(schema.parts.c.message_id == bindparam("b_message_id"))

@@ -38,7 +38,6 @@ _SESSION: Any = (web.RequestKey("web_session", object) if hasattr(web, "RequestK
 _RECIPIENTS_MAX = 500  # one form; bigger mailings belong to the API or the spool
 _TEXT_MAX = 10_000
 _LIST_LIMIT = 200
-_SCAN_LIMIT = 1000  # rows read when filtering by text, account or link (not indexed)
 _RECENT = 10
 # Statuses whose messages may be sent again: finished, and either failed or gone out.
 RESENDABLE = frozenset({"failed", "undelivered", "expired", "rejected", "sent", "delivered"})
@@ -205,9 +204,9 @@ class _Pages:
     # -- send -----------------------------------------------------------------
 
     async def _recent(self, session: Session) -> list[str]:
-        rows = await self.reader.list_messages(status=None, to=None, since=None,
-                                               limit=_SCAN_LIMIT)
-        seen = dict.fromkeys(r["to"] for r in rows if r["account"] == session.account)
+        rows = await self.reader.list_messages(status=None, to=None, since=None, limit=200,
+                                               account=session.account)
+        seen = dict.fromkeys(r["to"] for r in rows)
         return list(seen)[:_RECENT]
 
     async def send_form(self, request: web.Request, session: Session, *,
@@ -300,17 +299,12 @@ class _Pages:
             since = _since(q["since"])
             if q["status"] and q["status"] not in {s.value for s in Status}:
                 raise SubmitError("status", "pick one of the list")
-            scan = bool(q["text"] or q["account"] or q["link"] or not session.admin)
             rows = await self.reader.list_messages(
                 status=q["status"] or None, to=q["number"] or None, since=since,
-                limit=_SCAN_LIMIT if scan else _LIST_LIMIT)
+                limit=_LIST_LIMIT, account=(q["account"] if session.admin else session.account)
+                or None, link=q["link"] or None, text=q["text"] or None)
         except SubmitError as e:
             error = f"{e.field}: {e.reason}"
-        account = q["account"] if session.admin else session.account
-        text = q["text"].casefold()
-        rows = [r for r in rows
-                if (not account or r["account"] == account) and (not q["link"] or r["link"] == q["link"])
-                and (not text or text in (r["text"] or "").casefold())][:_LIST_LIMIT]
         return self.render("messages.html", request, 400 if error else 200, rows=rows, q=q,
                            error=error, notice=notice, statuses=[s.value for s in Status],
                            resendable=RESENDABLE)

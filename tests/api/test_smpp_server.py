@@ -26,10 +26,11 @@ from sqlalchemy.engine import make_url
 
 from omnigate.api.auth import hash_secret
 from omnigate.api.smppoutbox import metadata as outbox_metadata
+from omnigate.carriers.base import LinkState
 from omnigate.model import Inbound
 from omnigate.sim.smpp import SmscSimulator
 from omnigate.store.db import make_engine
-from tests.support import make_config
+from tests.support import make_config, poll
 
 PASSWORD = "s3cret"  # SMPP passwords are at most 8 octets (SMPP 3.4 §5.2.2)
 HASH = hash_secret(PASSWORD)
@@ -402,6 +403,28 @@ async def test_a_reply_from_the_phone_comes_back_to_the_bound_account(
     await smsc.inject_mo("+" + smsc.submits[0].destination, "46700000000", "Yes!")
     mo = await client.read("deliver_sm")
     assert (mo.short_message, mo.source_addr) == (b"Yes!", smsc.submits[0].destination.encode())
+
+
+async def test_an_inbound_rule_sends_mo_to_an_smpp_account(
+        url: str, smsc: SmscSimulator, gateway_factory: Callable[..., Any], tmp_path: Path,
+        clients: Callable[..., Any]) -> None:
+    config = gateway_config(url, smsc, tmp_path)
+    config.inbound.numbers = {"4612345": ["smpp:acme"], "4612346": ["smpp:nobody"]}
+    gw = await gateway_factory(config)
+    client = await clients(gw.smpp.port)
+    await client.bind("receiver")
+    await poll(lambda: gw.links["smsc1"].state is LinkState.UP)
+    await smsc.inject_mo("+46705000009", "4612345", "to the application")
+    mo = await client.read("deliver_sm")
+    assert (mo.short_message, mo.destination_addr) == (b"to the application", b"4612345")
+    await smsc.inject_mo("+46705000009", "4612346", "to nobody")
+    async with asyncio.timeout(WAIT):
+        while True:
+            rows = await gw.store.list_inbound(status="failed")
+            if rows:
+                break
+            await asyncio.sleep(0.05)
+    assert rows[0]["targets"] == [["smpp:nobody", "no [smpp_server] account 'nobody'"]]
 
 
 # -- rate -----------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from email.mime.text import MIMEText
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from sqlalchemy import select
 
@@ -176,6 +177,13 @@ async def test_mime_mails_are_decoded_to_their_text(
     got = texts_by_number(smsc)
     for number, (_, text) in mails.items():
         assert got["46" + number[1:]] == text, number
+    base = f"http://127.0.0.1:{gw.http_port}/api/v1/messages"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base, params={"to": "0701000005"}) as resp:
+            [row] = (await resp.json())["messages"]
+        async with http.get(f"{base}/{row['id']}") as resp:
+            events = (await resp.json())["events"]
+    assert "attachments left out: report.pdf" in [e["reason"] for e in events]
 
 
 async def test_every_refusal_has_its_code_and_nothing_is_stored(

@@ -23,6 +23,8 @@ from omnigate.carriers import registry
 from omnigate.carriers.base import Link, LinkState
 from omnigate.model import FailureKind, Part, Status
 from omnigate.sim.cimd2 import Cimd2Simulator
+from omnigate.sim.httpprovider import HttpProviderSimulator
+from omnigate.sim.modem import ModemSimulator
 from omnigate.sim.smpp import SmscSimulator
 from omnigate.sim.ucp import UcpSimulator
 from tests.support import LONG_GSM, LinkFactory, Recorder, closed_port, parts
@@ -39,6 +41,9 @@ class Carrier:
 
     simulator: Callable[..., Any]
     fields: dict[str, Any] = field(default_factory=dict)
+    window: int = 4  # the window the contract uses; 1: one at a time, no `window` setting
+    secret: str = "secret"  # what `fields` log in with (password, PIN)
+    closed_by: str = "the SMSC"  # in the reason when the peer closes the connection
 
 
 SIMULATORS: dict[str, Carrier] = {
@@ -48,7 +53,21 @@ SIMULATORS: dict[str, Carrier] = {
                      {"user": "omni", "password": "secret"}),
     "ucp": Carrier(lambda **o: UcpSimulator(user=UCP_USER, password="secret", **o),
                    {"user": UCP_USER, "password": "secret"}),
+    "modem": Carrier(lambda **o: ModemSimulator(password="1234", **o), {"pin": "1234"},
+                     window=1, secret="1234", closed_by="the modem"),
+    # The probe URL stands for a login; down_after = 1 drops on the first lost request,
+    # as the stream links do; reports come back through the link's own hook port.
+    "http": Carrier(lambda **o: HttpProviderSimulator(user="omni", password="secret", **o),
+                    {"profile": "generic-json", "url": "http://provider.invalid/send",
+                     "probe_url": "http://provider.invalid/status", "username": "omni",
+                     "password": "secret", "down_after": 1, "listen": "127.0.0.1:0",
+                     "hook_token": "hook-secret"}),
 }
+
+
+def window(link_type: str, n: int) -> dict[str, int]:
+    """The `window` field, for a link type that has one."""
+    return {"window": n} if SIMULATORS[link_type].window > 1 else {}
 
 
 class ContractRecorder(Recorder):
@@ -99,8 +118,8 @@ async def sim(link_type: str) -> AsyncIterator[Any]:
 
 @pytest.fixture
 async def make_link(link_type: str) -> AsyncIterator[LinkFactory]:
-    factory = LinkFactory(registry()[link_type], name="contract", window=4, queue=3,
-                          **SIMULATORS[link_type].fields)
+    factory = LinkFactory(registry()[link_type], name="contract", queue=3,
+                          **window(link_type, 4), **SIMULATORS[link_type].fields)
     factory.recorder = ContractRecorder
     yield factory
     factory.terminate_all()
@@ -125,7 +144,7 @@ async def test_comes_up_with_capacity_only_while_up(sim: Any, make_link: LinkFac
 
 
 async def test_refused_login_has_no_capacity_and_submit_never_raises(
-        sim: Any, make_link: LinkFactory) -> None:
+        link_type: str, sim: Any, make_link: LinkFactory) -> None:
     sim.password = "changed"
     link, rec = await make_link(sim, up=False)
     await rec.until(lambda: LinkState.DOWN in rec.states)
@@ -134,7 +153,7 @@ async def test_refused_login_has_no_capacity_and_submit_never_raises(
     assert link.submit(stray) is None  # rule 1: never raises, never blocks
     await rec.until(lambda: rec.failed)
     assert rec.failed[0][:2] == (stray, TEMPORARY)
-    sim.password = "secret"  # the account is fixed: the link retries and comes up
+    sim.password = SIMULATORS[link_type].secret  # the account is fixed: the link retries and comes up
     await rec.until(lambda: link.state is LinkState.UP, timeout=10)
     assert link.capacity() > 0
     assert_capacity_only_while_up(rec)
@@ -176,14 +195,14 @@ async def test_delivery_report_names_the_carrier_reference(
 
 
 async def test_dropped_connection_returns_all_held_as_temporary_once(
-        sim: Any, make_link: LinkFactory) -> None:
+        link_type: str, sim: Any, make_link: LinkFactory) -> None:
     sim.no_response = True
     link, rec = await make_link(sim)
     held = messages(6)
     for p in held:
         link.submit(p)
-    await sim.wait_for(4)
-    assert link.in_flight == 6  # 4 in the window, 2 queued
+    await sim.wait_for(SIMULATORS[link_type].window)
+    assert link.in_flight == 6  # the window full, the rest queued
     await sim.drop_connections()
     await rec.until(lambda: len(rec.failed) == 6)
     assert [(p, k) for p, k, _ in rec.failed] == [(p, TEMPORARY) for p in held]
@@ -198,16 +217,18 @@ async def test_dropped_connection_returns_all_held_as_temporary_once(
     assert_capacity_only_while_up(rec)
 
 
-async def test_connection_closed_mid_window(sim: Any, make_link: LinkFactory) -> None:
+async def test_connection_closed_mid_window(link_type: str, sim: Any,
+                                            make_link: LinkFactory) -> None:
     sim.drop_after = 3  # answers three, closes, leaves the rest unanswered
-    link, rec = await make_link(sim, window=10)
+    link, rec = await make_link(sim, **window(link_type, 10))
     submitted = messages(6)
     for p in submitted:
         link.submit(p)
     await rec.until(lambda: rec.settled == 6)
     assert [p for p, _ in rec.sent] == submitted[:3]
     assert [(p, k) for p, k, _ in rec.failed] == [(p, TEMPORARY) for p in submitted[3:]]
-    assert all("closed by the SMSC" in why for _, _, why in rec.failed)
+    closed = f"closed by {SIMULATORS[link_type].closed_by}"
+    assert all(closed in why for _, _, why in rec.failed)
     await rec.until(lambda: rec.states[-1] is LinkState.UP)
     sim.drop_after = 0
     [after] = parts("after", message_id=99)
@@ -265,9 +286,10 @@ async def test_stop_finish_unanswered_returns_held_as_temporary(
     assert_reported_once(rec, held)
 
 
-async def test_terminate_never_waits(sim: Any, make_link: LinkFactory) -> None:
+async def test_terminate_never_waits(link_type: str, sim: Any,
+                                     make_link: LinkFactory) -> None:
     sim.no_response = True
-    link, rec = await make_link(sim, window=2)
+    link, rec = await make_link(sim, **window(link_type, 2))
     held = messages(5)
     for p in held:
         link.submit(p)

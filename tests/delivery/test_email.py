@@ -144,8 +144,8 @@ def test_inbound_sms_becomes_a_mail_that_replies_to_the_number() -> None:
 async def test_inbound_mail_reaches_the_relay(sink: Sink,
                                               mailer_factory: Callable[..., Any]) -> None:
     mailer = await mailer_factory(mail_config(sink.port), sms_domain=DOMAIN)
-    assert mailer.send_inbound(INBOUND, "bob@example.com")
-    await asyncio.wait_for(mailer.settled(), TIMEOUT)
+    assert await asyncio.wait_for(mailer.send_inbound(INBOUND, "bob@example.com"),
+                                  TIMEOUT) is None  # the relay took it
     mail_from, rcpts, msg = sink.mails[0]
     assert (mail_from, rcpts) == ("sms@example.com", ["bob@example.com"])
     assert body(msg).rstrip("\n") == INBOUND.text
@@ -156,8 +156,8 @@ async def test_temporary_refusals_are_retried_until_accepted(
         sink: Sink, mailer_factory: Callable[..., Any]) -> None:
     sink.data_replies = ["451 4.3.0 try again later", "452 4.3.1 insufficient storage"]
     mailer = await mailer_factory(mail_config(sink.port), sms_domain=DOMAIN)
-    mailer.send_inbound(INBOUND, "bob@example.com")
-    await asyncio.wait_for(mailer.settled(), TIMEOUT)
+    assert await asyncio.wait_for(mailer.send_inbound(INBOUND, "bob@example.com"),
+                                  TIMEOUT) is None
     assert len(sink.mails) == 1 and sink.data_calls == 3
     assert (mailer.sent, mailer.failed, mailer.pending) == (1, 0, 0)
 
@@ -165,7 +165,7 @@ async def test_temporary_refusals_are_retried_until_accepted(
 async def test_relay_down_then_up(unused_tcp_port: int,
                                   mailer_factory: Callable[..., Any]) -> None:
     mailer = await mailer_factory(mail_config(unused_tcp_port), sms_domain=DOMAIN)
-    mailer.send_inbound(INBOUND, "bob@example.com")
+    sending = asyncio.create_task(mailer.send_inbound(INBOUND, "bob@example.com"))
     late = Sink()
     await asyncio.sleep(0.1)  # let a few attempts meet the closed port (no event to await)
     assert (mailer.sent, mailer.failed, mailer.pending) == (0, 0, 1)
@@ -175,6 +175,7 @@ async def test_relay_down_then_up(unused_tcp_port: int,
     finally:
         await late.stop()
     assert len(late.mails) == 1 and mailer.sent == 1
+    assert await sending is None
 
 
 async def test_permanent_refusal_is_logged_and_not_retried(
@@ -182,9 +183,10 @@ async def test_permanent_refusal_is_logged_and_not_retried(
     sink.refuse_rcpt = {"nobody@example.com"}
     mailer = await mailer_factory(mail_config(sink.port), sms_domain=DOMAIN)
     with caplog.at_level(logging.ERROR, "omnigate.mail"):
-        mailer.send_inbound(INBOUND, "nobody@example.com")
-        mailer.send_inbound(INBOUND, "bob@example.com")  # same connection, after RSET
-        await asyncio.wait_for(mailer.settled(), TIMEOUT)
+        outcomes = await asyncio.wait_for(asyncio.gather(
+            mailer.send_inbound(INBOUND, "nobody@example.com"),
+            mailer.send_inbound(INBOUND, "bob@example.com")), TIMEOUT)  # same connection
+    assert outcomes == ["550 5.1.1 no such user here", None]
     assert [r for _, r, _ in sink.mails] == [["bob@example.com"]]
     assert (mailer.sent, mailer.failed, mailer.pending) == (1, 1, 0)
     assert "550 5.1.1 no such user here" in caplog.text
@@ -194,8 +196,8 @@ async def test_attempts_are_bounded(unused_tcp_port: int,
                                     mailer_factory: Callable[..., Any]) -> None:
     mailer = await mailer_factory(mail_config(unused_tcp_port, max_attempts=2,
                                               retry_initial=0.01), sms_domain=DOMAIN)
-    mailer.send_inbound(INBOUND, "bob@example.com")
-    await asyncio.wait_for(mailer.settled(), TIMEOUT)
+    outcome = await asyncio.wait_for(mailer.send_inbound(INBOUND, "bob@example.com"), TIMEOUT)
+    assert outcome is not None and "gave up after 2 attempts" in outcome
     assert (mailer.sent, mailer.failed, mailer.pending) == (0, 1, 0)
 
 
@@ -220,6 +222,17 @@ async def test_one_notice_per_failed_mailed_message(
     assert rcpts == ["alice@example.com"]
     text = body(first)
     assert "+46701234567" in text and "Pump 3 down" in text and "ESME_RINVDSTADR" in text
+
+
+async def test_an_accounts_notice_address_gets_its_notices_from_any_ingress(
+        sink: Sink, mailer_factory: Callable[..., Any]) -> None:
+    mailer = await mailer_factory(mail_config(sink.port),
+                                  notice_addresses={"alarms": "ops@example.com"})
+    mailer.on_status(change(Status.FAILED, origin="http", account="alarms"))
+    mailer.on_status(change(Status.FAILED, origin="http", account="other", id=8))  # none set
+    await asyncio.wait_for(mailer.settled(), TIMEOUT)
+    assert [(r, m["Subject"]) for _, r, m in sink.mails] == [
+        (["ops@example.com"], "SMS to +46701234567 failed")]
 
 
 async def test_link_alarms_go_to_the_error_address(
@@ -290,7 +303,7 @@ async def test_reply_round_trip_inbound_mail_then_reply_mail_to_the_number(
     handed the inbound SMS directly.
     """
     gw = await gateway_factory(gateway_config(tmp_path, smsc.port, sink.port))
-    gw.mailer.send_inbound(INBOUND, "bob@example.com")
+    assert await gw.mailer.send_inbound(INBOUND, "bob@example.com") is None
     await sink.wait_for(1)
     original = sink.mails[0][2]
     reply = EmailMessage()

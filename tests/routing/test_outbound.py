@@ -108,9 +108,11 @@ def test_window_past_midnight_belongs_to_its_first_day() -> None:
     assert not w.contains(at(2026, 11, 27, 5))  # Friday morning is Thursday's shift
 
 
-def test_day_ranges_wrap_the_week() -> None:
-    w = TimeWindow.parse(["sat-mon"], None, "UTC")
+def test_day_ranges_wrap_the_week_and_days_without_hours_are_whole_days() -> None:
+    w = TimeWindow.parse(["sat-mon"], None, "Europe/Stockholm")
     assert w.days == frozenset({5, 6, 0})
+    assert w.contains(at(2026, 11, 28, 0, 0)) and w.contains(at(2026, 11, 30, 23, 59))
+    assert not w.contains(at(2026, 11, 27, 23, 59)) and not w.contains(at(2026, 12, 1, 0, 0))
 
 
 def test_match_counts_its_conditions() -> None:
@@ -192,10 +194,30 @@ def test_equal_scores_go_to_the_link_with_fewer_in_flight() -> None:
     assert picker.pick(["a", "b"], {"a": 5, "b": 1}) == "b"
 
 
-def test_full_link_sits_out_and_the_other_takes_the_message() -> None:
+def test_a_full_link_keeps_its_turn_and_the_tier_waits() -> None:
     route = Route("r", (("a", "b"),), weights={"a": 3})
-    r = router(route, a=FakeLink("a", room=0, in_flight=5), b=FakeLink("b"))
-    assert {r.choose(route, 0, 1, NOW) for _ in range(5)} == {Choice(0, "b")}
+    a, b = FakeLink("a", room=0, in_flight=5), FakeLink("b")
+    r = router(route, a=a, b=b)
+    assert r.choose(route, 0, 1, NOW) is Wait.BUSY  # a's turn; b does not take its share
+    a.room, a.in_flight = 10, 0
+    picks = [r.choose(route, 0, 1, NOW) for _ in range(8)]
+    assert [p.link for p in picks] == list("aaba" * 2)  # type: ignore[union-attr]
+
+
+def test_weights_hold_when_links_fill_up() -> None:
+    route = Route("r", (("a", "b"),), weights={"a": 3, "b": 1})
+    a, b = FakeLink("a", room=2), FakeLink("b", room=2)
+    r = router(route, a=a, b=b)
+    picks: Counter[str] = Counter()
+    for step in range(4000):
+        choice = r.choose(route, 0, 1, NOW)
+        if isinstance(choice, Choice):
+            picks[choice.link] += 1
+            self_link = a if choice.link == "a" else b
+            self_link.room -= 1
+        if step % 3 == 0:  # the carriers answer: both links get room back at one pace
+            a.room, b.room = min(2, a.room + 1), min(2, b.room + 1)
+    assert abs(picks["a"] / (picks["a"] + picks["b"]) - 0.75) < 0.02, picks
 
 
 # -- circuit breaker ----------------------------------------------------------------

@@ -11,6 +11,7 @@ from sqlalchemy import func, select, text
 
 from omnigate.store import Store, schema
 from omnigate.store.writer import ConstraintError
+from tests.support import reset_pg
 
 
 def message_row(id: int, *, key: str | None = None, status: str = "queued",
@@ -146,3 +147,15 @@ async def test_postgres_connection_loss_refuses_submits_and_keeps_status_writes(
         assert await store.get_message(3) is not None
     finally:
         await store.close()
+
+
+async def test_nodes_starting_together_on_a_new_database(pg_url: str) -> None:
+    """Several nodes creating the schema at once: one creates it, the others wait and use it."""
+    for _ in range(3):
+        await reset_pg(pg_url)
+        stores = await asyncio.gather(*(Store.open(pg_url) for _ in range(3)))
+        async with stores[0].engine.connect() as conn:
+            versions = (await conn.execute(select(schema.meta.c.value))).scalars().all()
+        for store in stores:
+            await store.close()
+        assert versions == [str(schema.SCHEMA_VERSION)]

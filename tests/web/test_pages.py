@@ -184,7 +184,8 @@ async def test_keyboard_login_and_phone_width(ui: Ui) -> None:
     page = ui.page
     await page.set_viewport_size({"width": 390, "height": 844})
     await page.goto(f"{ui.base}/ui/login")
-    await page.keyboard.type("anna")  # the account field has the focus
+    await expect(page.get_by_label("Account")).to_be_focused()  # autofocus, once loaded
+    await page.keyboard.type("anna")
     await page.keyboard.press("Tab")
     await page.keyboard.type("anna-password")
     await page.keyboard.press("Enter")

@@ -129,12 +129,12 @@ class Cimd2Link(StreamLink):
     """CIMD2 client link; see the module docstring and `carriers.base` for the contract."""
 
     config_model = Cimd2Config
+    config: Cimd2Config  # Link.__init__ checked it against config_model
     protocol = "cimd2"
 
     def __init__(self, config: LinkConfig, events: LinkEvents) -> None:
         super().__init__(config, events)
-        self.config: Cimd2Config = config
-        c = config
+        c = self.config
         self._default_source = c.default_source()
         self._prefix = c.international_prefix.encode()
         self._report = codec.param(codec.STATUS_REPORT_REQUEST, c.status_report_request)

@@ -30,6 +30,7 @@ from typing import NamedTuple
 
 from omnigate.model import FailureKind, Status
 from omnigate.sms.coding import Coding
+from omnigate.sms.segment import parse_concat
 
 # --- limits --------------------------------------------------------------------------
 
@@ -159,6 +160,12 @@ ESME_RINVDSTADR = 0x0B
 ESME_RBINDFAIL = 0x0D
 ESME_RINVPASWD = 0x0E
 ESME_RINVSYSID = 0x0F
+ESME_RALYBND = 0x05
+ESME_RINVPRTFLG = 0x06
+ESME_RINVESMCLASS = 0x43
+ESME_RINVSYSTYP = 0x53
+ESME_RINVSCHED = 0x61
+ESME_RINVEXPIRY = 0x62
 ESME_RMSGQFUL = 0x14
 ESME_RSUBMITFAIL = 0x45
 ESME_RTHROTTLED = 0x58
@@ -360,6 +367,28 @@ def deliver_sm_resp(sequence: int, status: int = 0) -> bytes:
     return _pack_header(HEADER_LENGTH + 1, DELIVER_SM_RESP, status, sequence) + b"\x00"
 
 
+def bind_resp(command_id: int, sequence: int, system_id: str, status: int = 0) -> bytes:
+    """bind_*_resp (§4.1.2) to a bind `command_id`; with sc_interface_version 3.4
+    (§5.3.2.25) on success. On error the body is empty, as §4.1 allows and smpplib reads."""
+    if status:
+        return pdu(BIND_RESPONSE[command_id], sequence, b"", status)
+    body = cstring(system_id, SYSTEM_ID_MAX, "system_id") + _TLV.pack(
+        TAG_SC_INTERFACE_VERSION, 1) + bytes((INTERFACE_VERSION,))
+    return pdu(BIND_RESPONSE[command_id], sequence, body)
+
+
+def submit_sm_resp(sequence: int, message_id: str, status: int = 0) -> bytes:
+    """submit_sm_resp (§4.4.2); an error answer carries no body (§4.4.2 note)."""
+    if status:
+        return _pack_header(HEADER_LENGTH, SUBMIT_SM_RESP, status, sequence)
+    mid = message_id.encode("latin-1") + b"\x00"
+    return _pack_header(HEADER_LENGTH + len(mid), SUBMIT_SM_RESP, 0, sequence) + mid
+
+
+def tlv(tag: int, value: bytes) -> bytes:
+    return _TLV.pack(tag, len(value)) + value
+
+
 def header_only(command_id: int, sequence: int, status: int = 0) -> bytes:
     """enquire_link(_resp), unbind(_resp), generic_nack: a header and nothing else."""
     return _pack_header(HEADER_LENGTH, command_id, status, sequence)
@@ -400,8 +429,54 @@ def bind_resp_system_id(body: bytes) -> str:
     return message_id(body[: SYSTEM_ID_MAX + 1])
 
 
+class BindRequest(NamedTuple):
+    system_id: str
+    password: str
+    system_type: str
+    interface_version: int
+
+
+def decode_bind(body: bytes) -> BindRequest:
+    """A bind_* body (§4.1.1) as the SMPP server reads it; CodecError with the status to
+    answer (ESME_RINVSYSID, ESME_RINVPASWD for over-long fields, §5.2.1-2)."""
+    fields: list[str] = []
+    pos = 0
+    for limit, what, status in ((SYSTEM_ID_MAX, "system_id", ESME_RINVSYSID),
+                                (PASSWORD_MAX, "password", ESME_RINVPASWD),
+                                (SYSTEM_TYPE_MAX, "system_type", ESME_RINVSYSTYP)):
+        e = body.find(b"\x00", pos, pos + limit + 1)
+        if e < 0:
+            raise CodecError(f"bind {what} missing or longer than {limit} octets", status)
+        fields.append(body[pos:e].decode("latin-1"))
+        pos = e + 1
+    if pos >= len(body):
+        raise CodecError("bind body ends before interface_version")
+    return BindRequest(fields[0], fields[1], fields[2], body[pos])
+
+
+def parse_smpp_time(raw: bytes, now: float) -> float | None:
+    """schedule_delivery_time / validity_period (§7.1) -> epoch seconds; None when empty.
+
+    Absolute 'YYMMDDhhmmsstnnp': nn quarter hours from UTC, p '+' or '-'. Relative
+    'YYMMDDhhmmss000R': that long from `now` (years of 365 days, months of 30, as SMSCs
+    count). ValueError for anything else.
+    """
+    if not raw:
+        return None
+    text = raw.decode("latin-1")
+    if len(text) != 16 or not text[:15].isdigit() or text[15] not in "+-R":
+        raise ValueError(f"{text!r} is not an SMPP time (SMPP 3.4 §7.1)")
+    yy, mo, dd, hh, mi, ss = (int(text[i:i + 2]) for i in range(0, 12, 2))
+    if text[15] == "R":
+        return now + ((yy * 365 + mo * 30 + dd) * 24 + hh) * 3600 + mi * 60 + ss
+    offset = int(text[13:15]) * 900 * (1 if text[15] == "+" else -1)
+    local = datetime(2000 + yy, mo, dd, hh, mi, ss, int(text[12]) * 100_000, tzinfo=UTC)
+    return local.timestamp() - offset
+
+
 class DeliverSm(NamedTuple):
-    """A decoded deliver_sm (§4.6.1); strings are left as bytes until someone needs them.
+    """A decoded deliver_sm (§4.6.1) or submit_sm (§4.4.1: the same fields in the same
+    order); strings are left as bytes until someone needs them.
     A NamedTuple built with tuple.__new__: a third of a dataclass's cost, per receipt."""
 
     service_type: bytes
@@ -418,6 +493,8 @@ class DeliverSm(NamedTuple):
     data_coding: int
     short_message: bytes
     tlvs: dict[int, bytes]
+    schedule_delivery_time: bytes = b""  # §5.2.15; deliver_sm leaves it empty
+    validity_period: bytes = b""  # §5.2.16; likewise
 
     @property
     def is_receipt(self) -> bool:
@@ -430,6 +507,25 @@ class DeliverSm(NamedTuple):
         """short_message, or message_payload when short_message is empty (§5.3.2.32)."""
         return self.short_message or self.tlvs.get(TAG_MESSAGE_PAYLOAD, b"")
 
+    def split_udh(self) -> tuple[bytes, tuple[int, int, int] | None]:
+        """(user data without UDH, (ref, total, seq) of a concatenated part or None), from
+        a UDH when esm_class says there is one (§5.2.12 UDHI), else from the SAR TLVs
+        (§5.3.2.22-24). A UDH longer than the data is an error (ESME_RINVMSGLEN)."""
+        data = self.user_data
+        if self.esm_class & ESM_UDHI and data:
+            end = 1 + data[0]
+            if end > len(data):
+                raise CodecError(f"UDH of {data[0]} octets is longer than the user data",
+                                 ESME_RINVMSGLEN)
+            return data[end:], parse_concat(data[:end])
+        tlvs = self.tlvs
+        ref = tlvs.get(TAG_SAR_MSG_REF_NUM)
+        total = tlvs.get(TAG_SAR_TOTAL_SEGMENTS)
+        seq = tlvs.get(TAG_SAR_SEGMENT_SEQNUM)
+        if ref and total and seq:
+            return data, (int.from_bytes(ref, "big"), total[0], seq[0])
+        return data, None
+
 
 def _cstring_error(body: bytes, pos: int, limit: int, what: str) -> None:
     if body.find(b"\x00", pos) < 0:
@@ -437,8 +533,9 @@ def _cstring_error(body: bytes, pos: int, limit: int, what: str) -> None:
     raise CodecError(f"{what} is longer than {limit} octets (SMPP 3.4 §5.2)")
 
 
-def decode_deliver_sm(body: bytes) -> DeliverSm:
+def decode_deliver_sm(body: bytes, what: str = "deliver_sm") -> DeliverSm:
     """deliver_sm body -> DeliverSm; raises CodecError naming the status to answer.
+    The SMPP server reads submit_sm with it too (`decode_submit_sm`).
 
     Written flat, one find() per C-octet string: a receipt comes back for every part
     sent, so this is as hot as submit_sm."""
@@ -450,7 +547,7 @@ def decode_deliver_sm(body: bytes) -> DeliverSm:
     service_type = body[:e]
     pos = e + 3
     if pos >= n:
-        raise CodecError("deliver_sm body ends inside its mandatory fields")
+        raise CodecError(f"{what} body ends inside its mandatory fields")
     source_ton, source_npi = body[e + 1], body[e + 2]
     e = find(b"\x00", pos, pos + ADDR_MAX + 1)
     if e < 0:
@@ -458,7 +555,7 @@ def decode_deliver_sm(body: bytes) -> DeliverSm:
     source = body[pos:e]
     pos = e + 3
     if pos >= n:
-        raise CodecError("deliver_sm body ends inside its mandatory fields")
+        raise CodecError(f"{what} body ends inside its mandatory fields")
     dest_ton, dest_npi = body[e + 1], body[e + 2]
     e = find(b"\x00", pos, pos + ADDR_MAX + 1)
     if e < 0:
@@ -466,18 +563,20 @@ def decode_deliver_sm(body: bytes) -> DeliverSm:
     dest = body[pos:e]
     pos = e + 4
     if pos >= n:
-        raise CodecError("deliver_sm body ends inside its mandatory fields")
+        raise CodecError(f"{what} body ends inside its mandatory fields")
     esm_class, protocol_id, priority = body[e + 1], body[e + 2], body[e + 3]
     e = find(b"\x00", pos, pos + TIME_MAX + 1)
     if e < 0:
         _cstring_error(body, pos, TIME_MAX, "schedule_delivery_time")
+    schedule = body[pos:e]
     pos = e + 1
     e = find(b"\x00", pos, pos + TIME_MAX + 1)
     if e < 0:
         _cstring_error(body, pos, TIME_MAX, "validity_period")
+    validity = body[pos:e]
     pos = e + 1
     if pos + 5 > n:
-        raise CodecError("deliver_sm body ends inside its mandatory fields")
+        raise CodecError(f"{what} body ends inside its mandatory fields")
     registered, data_coding, sm_length = body[pos], body[pos + 2], body[pos + 4]
     pos += 5
     end = pos + sm_length
@@ -486,7 +585,12 @@ def decode_deliver_sm(body: bytes) -> DeliverSm:
     tlvs = read_tlvs(body, end) if end < n else {}
     return _new_tuple(DeliverSm, (service_type, source_ton, source_npi, source, dest_ton,
                                   dest_npi, dest, esm_class, protocol_id, priority, registered,
-                                  data_coding, body[pos:end], tlvs))
+                                  data_coding, body[pos:end], tlvs, schedule, validity))
+
+
+def decode_submit_sm(body: bytes) -> DeliverSm:
+    """submit_sm body (§4.4.1) -> DeliverSm: the layout is deliver_sm's."""
+    return decode_deliver_sm(body, "submit_sm")
 
 
 _new_tuple = tuple.__new__  # skips NamedTuple's keyword-handling __new__
@@ -550,6 +654,38 @@ MESSAGE_STATES: dict[int, tuple[str, Status | None]] = {
     8: ("REJECTD", Status.UNDELIVERED),
 }
 STAT_WORDS: dict[str, Status | None] = {word: st for word, st in MESSAGE_STATES.values()}
+
+# Our final statuses -> (message_state, stat word) of the receipts the SMPP server sends.
+RECEIPT_STATES: dict[Status, tuple[int, str]] = {
+    Status.DELIVERED: (2, "DELIVRD"),
+    Status.EXPIRED: (3, "EXPIRED"),
+    Status.UNDELIVERED: (5, "UNDELIV"),
+    Status.FAILED: (5, "UNDELIV"),  # never reached the phone, from the client's view
+    Status.REJECTED: (8, "REJECTD"),
+}
+
+
+def receipt_text(message_id: str, status: Status, submitted: float, done: float,
+                 text: str, error: str = "000", delivered: int | None = None) -> str:
+    """The receipt text of SMPP 3.4 Appendix B: 'id:IIII sub:SSS dlvrd:DDD submit
+    date:YYMMDDhhmm done date:YYMMDDhhmm stat:DDDDDDD err:E text:...' (dates in UTC,
+    `text` the first 20 characters of the message, as Appendix B says)."""
+    stat = RECEIPT_STATES[status][1]
+    if delivered is None:
+        delivered = 1 if status is Status.DELIVERED else 0
+    return (f"id:{message_id} sub:001 dlvrd:{delivered:03d} submit date:{_minute(submitted)} "
+            f"done date:{_minute(done)} stat:{stat} err:{error[:3]:0>3} text:{text[:20]}")
+
+
+def _minute(epoch: float) -> str:
+    return time.strftime("%y%m%d%H%M", time.gmtime(epoch))
+
+
+def receipt_tlvs(message_id: str, status: Status) -> bytes:
+    """receipted_message_id (§5.3.2.12) and message_state (§5.3.2.35) of a receipt."""
+    return (tlv(TAG_RECEIPTED_MESSAGE_ID, message_id.encode("latin-1") + b"\x00")
+            + tlv(TAG_MESSAGE_STATE, bytes((RECEIPT_STATES[status][0],))))
+
 
 @dataclass(slots=True)
 class Receipt:

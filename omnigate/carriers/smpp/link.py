@@ -25,7 +25,7 @@ from omnigate.carriers.stream import Connection, StreamConfig, StreamLink
 from omnigate.model import DeliveryReport, Inbound, Part
 from omnigate.sms.coding import Coding, decode
 from omnigate.sms.numbers import Address
-from omnigate.sms.segment import concat_udh, parse_concat
+from omnigate.sms.segment import concat_udh
 
 from . import codec
 from .session import (
@@ -125,12 +125,12 @@ class SmppLink(StreamLink):
     """
 
     config_model = SmppConfig
+    config: SmppConfig  # Link.__init__ checked it against config_model
     protocol = "smpp"
 
     def __init__(self, config: LinkConfig, events: LinkEvents) -> None:
         super().__init__(config, events)
-        self.config: SmppConfig = config
-        c = config
+        c = self.config
         self._modes = ["transceiver"] if c.bind == "transceiver" else ["transmitter", "receiver"]
         self._concat = c.concat
         self._default_source = c.default_source()
@@ -239,19 +239,11 @@ class SmppLink(StreamLink):
                                              r.done_at))
 
     def _on_mo(self, dsm: codec.DeliverSm) -> None:
-        data = dsm.user_data
-        concat = None
-        if dsm.esm_class & codec.ESM_UDHI and data:
-            end = 1 + data[0]
-            concat = parse_concat(data[:end])
-            data = data[end:]
-        else:
-            tlvs = dsm.tlvs
-            ref = tlvs.get(codec.TAG_SAR_MSG_REF_NUM)
-            total = tlvs.get(codec.TAG_SAR_TOTAL_SEGMENTS)
-            seq = tlvs.get(codec.TAG_SAR_SEGMENT_SEQNUM)
-            if ref and total and seq:
-                concat = (int.from_bytes(ref, "big"), total[0], seq[0])
+        try:
+            data, concat = dsm.split_udh()
+        except codec.CodecError as exc:  # keep the MO: its octets as they came
+            self.log.warning("MO from %r: %s", dsm.source_addr, exc.reason)
+            data, concat = dsm.user_data, None
         coding = codec.inbound_coding(dsm.data_coding)
         if coding is None:
             # 8-bit data or compressed text: one character per octet, so nothing is lost.

@@ -19,6 +19,7 @@ event that settles the request and from `close()` when the connection ends first
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,12 +150,74 @@ Event = (Bound | BindFailed | SubmitOk | SubmitFailed | ResponseTimeout | MoRece
          | ReceiptReceived | Unbound | ProtocolError | Unexpected)
 
 
-class Session(SessionBase):
-    """SMPP client session on one connection; see the module docstring."""
+class Peer(SessionBase):
+    """What both ends of an SMPP connection share: the states, sequence numbers and the
+    framing of the byte stream. The client (`Session`) and the SMPP server's session
+    (`omnigate.api.smppsession`) add what their role answers, in `_on_pdu`."""
 
     PROTOCOL = "SMPP"
     TRANSITIONS = _TRANSITIONS
     CLOSED = _CLOSED
+    _next_seq: int
+
+    @property
+    def bound(self) -> bool:
+        return self.state is _BOUND
+
+    def _sequence(self) -> int:
+        seq = self._next_seq
+        self._next_seq = 1 if seq >= MAX_SEQUENCE else seq + 1
+        return seq
+
+    # Each role's handler of one framed PDU: (command_id, status, sequence, body, events).
+    _on_pdu: Callable[[int, int, int, bytes, list[Any]], None]
+
+    def feed(self, data: bytes, now: float) -> list[Any]:
+        """Take bytes read from the socket; return what they mean, in order."""
+        events: list[Any] = []
+        if self.state is _CLOSED:
+            return events
+        buf = self._buf + data if self._buf else data
+        n = len(buf)
+        pos = 0
+        unpack = HEADER.unpack_from
+        win = self._win
+        on_pdu = self._on_pdu
+        while n - pos >= HEADER_LENGTH:
+            length, command_id, status, seq = unpack(buf, pos)
+            if length < HEADER_LENGTH or length > MAX_PDU_LENGTH:
+                # §3.2: nothing after a bad command_length can be framed again.
+                self._protocol_error(
+                    events, f"command_length {length} outside {HEADER_LENGTH}..{MAX_PDU_LENGTH}"
+                    f" ({codec.command_name(command_id)}, sequence {seq})")
+                return events
+            end = pos + length
+            if end > n:
+                break
+            body = buf[pos + HEADER_LENGTH:end]
+            pos = end
+            win.last = now
+            on_pdu(command_id, status, seq, body, events)
+            if self.state is _CLOSED:
+                return events
+        if n - pos >= 4:
+            # Refuse an absurd length as soon as it is readable, not after buffering it.
+            length = int.from_bytes(buf[pos:pos + 4], "big")
+            if length < HEADER_LENGTH or length > MAX_PDU_LENGTH:
+                self._protocol_error(
+                    events, f"command_length {length} outside {HEADER_LENGTH}..{MAX_PDU_LENGTH}")
+                return events
+        self._buf = buf[pos:] if pos < n else b""
+        return events
+
+    def _protocol_error(self, events: list[Any], reason: str) -> None:
+        self._set_state(_CLOSED)
+        self._buf = b""
+        events.append(ProtocolError(reason))
+
+
+class Session(Peer):
+    """SMPP client session on one connection; see the module docstring."""
 
     def __init__(self, *, mode: str, system_id: str, password: str, system_type: str = "",
                  window: int = 10, enquire_link: float = 30.0,
@@ -179,19 +242,10 @@ class Session(SessionBase):
     # --- state ------------------------------------------------------------------------
 
     @property
-    def bound(self) -> bool:
-        return self.state is _BOUND
-
-    @property
     def window_room(self) -> int:
         if self.state is not _BOUND or not self.can_submit:
             return 0
         return self.window - self._win.submits
-
-    def _sequence(self) -> int:
-        seq = self._next_seq
-        self._next_seq = 1 if seq >= MAX_SEQUENCE else seq + 1
-        return seq
 
     # --- requests from the owner -----------------------------------------------------
 
@@ -247,52 +301,14 @@ class Session(SessionBase):
 
     # --- bytes from the SMSC ----------------------------------------------------------
 
-    def feed(self, data: bytes, now: float) -> list[Event]:
-        """Take bytes read from the socket; return what they mean, in order."""
-        events: list[Event] = []
-        if self.state is _CLOSED:
-            return events
-        buf = self._buf + data if self._buf else data
-        n = len(buf)
-        pos = 0
-        unpack = HEADER.unpack_from
-        win = self._win
-        while n - pos >= HEADER_LENGTH:
-            length, command_id, status, seq = unpack(buf, pos)
-            if length < HEADER_LENGTH or length > MAX_PDU_LENGTH:
-                # §3.2: nothing after a bad command_length can be framed again.
-                self._protocol_error(
-                    events, f"command_length {length} outside {HEADER_LENGTH}..{MAX_PDU_LENGTH}"
-                    f" ({codec.command_name(command_id)}, sequence {seq})")
-                return events
-            end = pos + length
-            if end > n:
-                break
-            body = buf[pos + HEADER_LENGTH:end]
-            pos = end
-            win.last = now
-            if command_id == SUBMIT_SM_RESP:
-                self._on_submit_resp(status, seq, body, events)
-            elif command_id == DELIVER_SM:
-                self._on_deliver_sm(seq, body, events)
-            else:
-                self._on_other(command_id, status, seq, body, events)
-            if self.state is _CLOSED:
-                return events
-        if n - pos >= 4:
-            # Refuse an absurd length as soon as it is readable, not after buffering it.
-            length = int.from_bytes(buf[pos:pos + 4], "big")
-            if length < HEADER_LENGTH or length > MAX_PDU_LENGTH:
-                self._protocol_error(
-                    events, f"command_length {length} outside {HEADER_LENGTH}..{MAX_PDU_LENGTH}")
-                return events
-        self._buf = buf[pos:] if pos < n else b""
-        return events
-
-    def _protocol_error(self, events: list[Event], reason: str) -> None:
-        self._set_state(_CLOSED)
-        self._buf = b""
-        events.append(ProtocolError(reason))
+    def _on_pdu(self, command_id: int, status: int, seq: int, body: bytes,
+                events: list[Any]) -> None:
+        if command_id == SUBMIT_SM_RESP:
+            self._on_submit_resp(status, seq, body, events)
+        elif command_id == DELIVER_SM:
+            self._on_deliver_sm(seq, body, events)
+        else:
+            self._on_other(command_id, status, seq, body, events)
 
     def _on_submit_resp(self, status: int, seq: int, body: bytes, events: list[Event]) -> None:
         p = self._win.take_submit(seq)  # another request's sequence number keeps waiting

@@ -127,12 +127,12 @@ class UcpLink(StreamLink):
     """UCP/EMI 4.x client link; see the module docstring and `carriers.base`."""
 
     config_model = UcpConfig
+    config: UcpConfig  # Link.__init__ checked it against config_model
     protocol = "ucp"
 
     def __init__(self, config: LinkConfig, events: LinkEvents) -> None:
         super().__init__(config, events)
-        self.config: UcpConfig = config
-        c = config
+        c = self.config
         self._tz = codec.zone(c.time_zone)
         self._default_source = c.default_source()
         nadc = c.notification_address.encode("ascii")
