@@ -16,21 +16,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import json
 import os
-import statistics
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # a sibling module, not a package
+import throughput
 
-from bench import throughput  # noqa: E402
-from omnigate.api.auth import hash_secret  # noqa: E402
+from omnigate.api.auth import hash_secret
 
 KEY = "bench-account-key"
 ACCOUNT = f"""
@@ -72,33 +69,17 @@ async def main() -> None:
     p.add_argument("--seconds", type=int, default=10)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--concurrency", type=int, default=50)
-    p.add_argument("--quick", action="store_true", help="one short run")
-    args = p.parse_args()
-    if args.quick:
-        args.seconds, args.runs = 3, 1
+    args = common.parse_quick(p, "one short run", seconds=3, runs=1)
     # what run_store reads besides these
     args.n, args.distinct, args.dlr = 2000, 10000, False
     throughput.write_config = write_config
     throughput.aiohttp = _Aiohttp()  # type: ignore[assignment]
-    throughput.WRK_SCRIPT = f'wrk.headers["X-API-Key"] = "{KEY}"\n' + throughput.WRK_SCRIPT
+    common.WRK_SCRIPT = f'wrk.headers["X-API-Key"] = "{KEY}"\n' + common.WRK_SCRIPT
     report: dict[str, Any] = {"machine": {"cores": os.cpu_count()}, "args": vars(args),
                               "stores": {}}
-    stores = [("sqlite", None)] + ([("postgresql", throughput.PG_URL)]
-                                   if throughput.pg_reachable() else [])
-    for kind, url in stores:
-        runs = []
-        for _ in range(args.runs):
-            with tempfile.TemporaryDirectory() as tmp:
-                runs.append(await throughput.run_store(
-                    kind, url or f"sqlite+aiosqlite:///{tmp}/b.db", args))
-        keys = [k for k, v in runs[0].items() if isinstance(v, int | float)]
-        median = {k: statistics.median(r[k] for r in runs) for k in keys}
-        report["stores"][kind] = {"median": median, "runs": runs}
-        print(f"{kind}: {json.dumps(median)}", flush=True)
-    out = ROOT / "bench" / "results" / "accounts.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written to {out.relative_to(ROOT)}")
+    for kind, url in throughput.stores():
+        report["stores"][kind] = await throughput.store_runs(kind, url, args)
+    common.write_report("accounts.json", report)
 
 
 if __name__ == "__main__":

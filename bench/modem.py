@@ -22,28 +22,31 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
-import time
 import timeit
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # a sibling module, not a package
+    CountingEvents,
+    drive,
+    free_port,
+    run_on_uvloop,
+    single_parts,
+    wait_listening,
+    write_results,
+)
 
-from omnigate.carriers.atmodem import ModemConfig, ModemLink  # noqa: E402
-from omnigate.carriers.base import Link, LinkState  # noqa: E402
-from omnigate.model import DeliveryReport, FailureKind, Inbound, Part  # noqa: E402
-from omnigate.sms import gsm, pdu  # noqa: E402
-from omnigate.sms.coding import Coding  # noqa: E402
-from omnigate.sms.numbers import Address  # noqa: E402
-from omnigate.sms.segment import concat_udh  # noqa: E402
+from omnigate.carriers.atmodem import ModemConfig, ModemLink
+from omnigate.sms import gsm, pdu
+from omnigate.sms.coding import Coding
+from omnigate.sms.numbers import Address
+from omnigate.sms.segment import concat_udh
 
-RESULTS = ROOT / "bench" / "results" / "modem.json"
 PIN = "1234"
 TEXT = gsm.encode("Pump 3: pressure low, please check")
 DELIVER = bytes.fromhex("07917283010010F5040BC87238880900F10000993092516195800AE8329BFD4697D9"
@@ -68,55 +71,13 @@ def codec_us() -> dict[str, float]:
             for name, fn in cases.items()}
 
 
-class Counter:
-    """LinkEvents that count; `done` is set once `want` parts are settled."""
-
-    def __init__(self, want: int) -> None:
-        self.want, self.sent, self.failed = want, 0, 0
-        self.done = asyncio.Event()
-        self.up = asyncio.Event()
-        self.reasons: set[str] = set()
-
-    def on_sent(self, part: Part, carrier_ref: str) -> None:
-        self.sent += 1
-        if self.sent + self.failed >= self.want:
-            self.done.set()
-
-    def on_failed(self, part: Part, kind: FailureKind, reason: str) -> None:
-        self.failed += 1
-        self.reasons.add(reason)
-        if self.sent + self.failed >= self.want:
-            self.done.set()
-
-    def on_mo(self, inbound: Inbound) -> None: ...
-    def on_report(self, report: DeliveryReport) -> None: ...
-
-    def on_state(self, link: Link, state: LinkState) -> None:
-        if state is LinkState.UP:
-            self.up.set()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def start_simulator(port: int, delay: float) -> subprocess.Popen[bytes]:
     sim = subprocess.Popen([sys.executable, "-m", "omnigate.sim.modem", "--listen",
                             f"127.0.0.1:{port}", "--password", PIN, "--keep", "1000",
                             "--response-delay", str(delay)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return sim
-        except OSError:
-            if time.monotonic() > deadline:
-                sim.terminate()
-                raise SystemExit("the simulator did not start") from None
-            await asyncio.sleep(0.05)
+    await wait_listening(port, sim)
+    return sim
 
 
 async def run_once(delay: float, messages: int) -> dict[str, float]:
@@ -124,26 +85,14 @@ async def run_once(delay: float, messages: int) -> dict[str, float]:
     port = free_port()
     sim = await start_simulator(port, delay)
     try:
-        events = Counter(messages)
+        events = CountingEvents(messages)
         link = ModemLink(ModemConfig(name="bench", hosts=[f"127.0.0.1:{port}"], pin=PIN,
                                      poll_interval=30), events)
         await link.start()
         await asyncio.wait_for(events.up.wait(), 10)
-        parts = [Part(message_id=i, seq=1, total=1, recipient=f"4670{i:07d}", sender=None,
-                      coding=Coding.GSM7, data=TEXT, report=False) for i in range(messages)]
-        cpu0, t0 = time.process_time(), time.perf_counter()
-        i = 0
-        while i < messages:
-            room = link.capacity()
-            for part in parts[i:i + room]:
-                link.submit(part)
-            i += room
-            await asyncio.sleep(0 if room else 0.0005)
-        await asyncio.wait_for(events.done.wait(), 60 + messages * (delay + 0.1))
-        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        await link.stop()
-        if events.failed:
-            raise SystemExit(f"{events.failed} parts failed: {sorted(events.reasons)[:3]}")
+        parts = single_parts(messages, TEXT)
+        elapsed, cpu = await drive(link, events, parts, idle=0.0005,
+                                   timeout=60 + messages * (delay + 0.1))
         out = {"messages_per_s": messages / elapsed, "cpu_us_per_message": cpu / messages * 1e6,
                "messages_per_minute": messages / elapsed * 60}
         if delay:
@@ -183,18 +132,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.messages, args.runs, args.delay, args.paced = 300, 1, 0.5, 5
-    try:
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
-    except ImportError:
-        loop_factory = None
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        results = runner.run(bench(args))
+    results = run_on_uvloop(bench(args))
     doc = {"date": date.today().isoformat(), "cpus": os.cpu_count(),
            "messages": args.messages, "runs": args.runs, "results": results}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(doc, indent=2) + "\n")
+    write_results("modem.json", doc)
     print(json.dumps(doc, indent=2))
 
 

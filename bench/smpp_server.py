@@ -2,7 +2,7 @@
 
 The daemon (`omnigate run`, SQLite store, its SMPP server and one SMPP link) and the
 SMPP simulator (sending receipts) run as separate processes on loopback, with
-bench/throughput.py's process helpers. The load comes from a third process:
+bench/common.py's process helpers. The load comes from a third process:
 `--binds` transceiver sessions of one account, each keeping `window` submit_sm in
 flight (registered_delivery 1) and answering every deliver_sm receipt. submit_sm are
 packed with omnigate's codec and answers are read by header: the client must cost
@@ -19,28 +19,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import multiprocessing
-import os
-import statistics
 import struct
 import sys
-import tempfile
 import time
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import (  # a sibling script, not a package
-    RESULTS,
-    Processes,
+from common import (  # a sibling module, not a package
+    bench_dir,
     cpu_seconds,
     free_port,
-    rss_kb,
+    mode_summary,
+    parse_quick,
+    peak_rss_mb,
+    spawn_clients,
+    sqlite_gateway_toml,
     wait_ready,
+    write_sqlite_report,
 )
 
 from omnigate.api.auth import hash_secret
@@ -51,12 +49,7 @@ PASSWORD = "bench"
 
 
 def write_config(path: Path, *, http_port: int, smpp_port: int, smsc_port: int) -> None:
-    path.write_text(f"""
-log_level = "warning"
-[store]
-url = "sqlite+aiosqlite:///omnigate.db"
-[http]
-listen = "127.0.0.1:{http_port}"
+    path.write_text(sqlite_gateway_toml(http_port, smsc_port, f"""
 [[accounts]]
 name = "bench"
 password_hash = "{hash_secret(PASSWORD)}"
@@ -64,18 +57,7 @@ password_hash = "{hash_secret(PASSWORD)}"
 listen = "127.0.0.1:{smpp_port}"
 window = {max(WINDOWS)}
 max_binds = 64
-[traffic_log]
-path = "traffic.log"
-[[links]]
-name = "smsc1"
-type = "smpp"
-hosts = ["127.0.0.1:{smsc_port}"]
-system_id = "bench"
-password = "bench"
-window = 100
-[[routes]]
-tiers = [["smsc1"]]
-""")
+""", window=100))
 
 
 _HEADER = struct.Struct(">IIII")
@@ -155,75 +137,39 @@ async def _binds(port: int, binds: int, count: int, window: int) -> dict[str, fl
     return state
 
 
-def _client_process(port: int, binds: int, count: int, window: int, start_at: float,
-                    out: Any) -> None:
-    try:
-        import uvloop
-        uvloop.install()
-    except ImportError:
-        pass
-    time.sleep(max(0.0, start_at - time.time()))
-    out.put(asyncio.run(_binds(port, binds, count, window)))
-
-
 def load(port: int, messages: int, binds: int, window: int) -> dict[str, Any]:
-    ctx = multiprocessing.get_context("spawn")
-    out: Any = ctx.Queue()
-    start_at = time.time() + 1.0  # the spawned interpreter needs a moment to import
-    proc = ctx.Process(target=_client_process, args=(port, binds, messages, window, start_at,
-                                                     out))
-    proc.start()
-    state = out.get(timeout=600)
-    proc.join(timeout=30)
+    start_at, [(state, _)] = spawn_clients(_binds, [(port, binds, messages, window)], delay=1.0)
     return {"start": start_at, **state}
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="omnigate-bench-smpp-") as tmp:
-        work = Path(tmp)
-        procs = Processes(work)
+    with bench_dir("omnigate-bench-smpp-") as (work, procs):
         http_port, smpp_port, smsc_port, control = (free_port() for _ in range(4))
         config = work / "omnigate.toml"
         write_config(config, http_port=http_port, smpp_port=smpp_port, smsc_port=smsc_port)
         runs: dict[int, list[dict[str, float]]] = {w: [] for w in WINDOWS}
-        try:
-            procs.sim(smsc_port, control, dlr=True)
-            daemon = procs.daemon(config)
-            async with aiohttp.ClientSession() as session:
-                await wait_ready(session, f"http://127.0.0.1:{http_port}", link_up=True)
-            await asyncio.to_thread(load, smpp_port, 500, args.binds, 10)  # warm-up
-            for _ in range(args.runs):
-                for window in WINDOWS:
-                    cpu0 = cpu_seconds(daemon.pid)
-                    r = await asyncio.to_thread(load, smpp_port, args.messages, args.binds,
-                                                window)
-                    cpu = cpu_seconds(daemon.pid) - cpu0
-                    runs[window].append({
-                        "accepted_per_s": r["ok"] / (r["last_resp"] - r["start"]),
-                        "receipts_per_s": r["receipts"] / (r["last_receipt"] - r["start"]),
-                        "refused": r["refused"], "receipts": r["receipts"],
-                        # submit, send, receipt in and out: the whole round per message
-                        "daemon_cpu_us_per_message": cpu / max(r["ok"], 1) * 1e6})
-            result: dict[str, Any] = {
-                "messages_per_run": args.messages, "binds": args.binds, "runs": args.runs,
-                "daemon_peak_rss_mb": round(rss_kb(daemon.pid, "VmHWM") / 1024, 1)}
-            for window, samples in runs.items():
-                result[f"window_{window}"] = {
-                    "accepted_per_s_median": round(statistics.median(
-                        s["accepted_per_s"] for s in samples)),
-                    "accepted_per_s_runs": [round(s["accepted_per_s"]) for s in samples],
-                    "receipts_per_s_median": round(statistics.median(
-                        s["receipts_per_s"] for s in samples)),
-                    "daemon_cpu_us_per_message_median": round(statistics.median(
-                        s["daemon_cpu_us_per_message"] for s in samples), 1),
-                    "refused": sum(int(s["refused"]) for s in samples),
-                }
-        except Exception:
-            print(f"--- daemon.log\n{procs.tail('daemon.log')}\n--- sim.log\n{procs.tail('sim.log')}",
-                  file=sys.stderr)
-            raise
-        finally:
-            procs.stop_all()
+        procs.sim(smsc_port, control, dlr=True)
+        daemon = procs.daemon(config)
+        async with aiohttp.ClientSession() as session:
+            await wait_ready(session, f"http://127.0.0.1:{http_port}", link_up=True)
+        await asyncio.to_thread(load, smpp_port, 500, args.binds, 10)  # warm-up
+        for _ in range(args.runs):
+            for window in WINDOWS:
+                cpu0 = cpu_seconds(daemon.pid)
+                r = await asyncio.to_thread(load, smpp_port, args.messages, args.binds,
+                                            window)
+                cpu = cpu_seconds(daemon.pid) - cpu0
+                runs[window].append({
+                    "accepted_per_s": r["ok"] / (r["last_resp"] - r["start"]),
+                    "receipts_per_s": r["receipts"] / (r["last_receipt"] - r["start"]),
+                    "refused": r["refused"], "receipts": r["receipts"],
+                    # submit, send, receipt in and out: the whole round per message
+                    "daemon_cpu_us_per_message": cpu / max(r["ok"], 1) * 1e6})
+        result: dict[str, Any] = {
+            "messages_per_run": args.messages, "binds": args.binds, "runs": args.runs,
+            "daemon_peak_rss_mb": peak_rss_mb(daemon.pid)}
+        for window, samples in runs.items():
+            result[f"window_{window}"] = mode_summary(samples, "receipts_per_s")
         return result
 
 
@@ -232,19 +178,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=6000, help="per run and window")
     parser.add_argument("--binds", type=int, default=4)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="2,000 messages, one run")
-    args = parser.parse_args()
-    if args.quick:
-        args.messages, args.runs = 2000, 1
-    result = asyncio.run(run(args))
-    doc = {"date": date.today().isoformat(),
-           "machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]},
-           "args": vars(args), "sqlite": result}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "smpp_server.json"
-    path.write_text(json.dumps(doc, indent=2) + "\n")
-    print(json.dumps(doc, indent=2))
-    print(f"written to {path}")
+    args = parse_quick(parser, "2,000 messages, one run", messages=2000, runs=1)
+    write_sqlite_report("smpp_server.json", args, asyncio.run(run(args)))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """SMTP ingress benchmark: mails/s accepted and SMS/s end to end at the simulator.
 
 The daemon (`omnigate run`) and the SMPP simulator run as separate processes on
-loopback, as in bench/throughput.py (whose process helpers this reuses). The
+loopback, as in bench/throughput.py (with bench/common.py's process helpers). The
 load is `--sessions` concurrent SMTP sessions (20 by default), each a
 persistent connection sending one mail after the other (MAIL, RCPT, DATA; no
 pipelining, as a relay such as Postfix does without PIPELINING), one
@@ -22,11 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import multiprocessing
-import os
 import sys
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -35,42 +31,25 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import (  # a sibling script, not a package
-    RESULTS,
-    Processes,
+from common import (  # a sibling module, not a package
+    bench_dir,
     cpu_seconds,
     free_port,
-    rss_kb,
+    peak_rss_mb,
     sim_count,
+    spawn_clients,
+    sqlite_gateway_toml,
     wait_ready,
     wait_sim,
+    write_sqlite_report,
 )
 
 DOMAIN = "sms.example.com"
 
 
 def write_config(path: Path, *, http_port: int, smtp_port: int, smsc_port: int) -> None:
-    path.write_text(f"""
-log_level = "warning"
-[store]
-url = "sqlite+aiosqlite:///omnigate.db"
-[http]
-listen = "127.0.0.1:{http_port}"
-[smtp]
-listen = "127.0.0.1:{smtp_port}"
-domains = ["{DOMAIN}"]
-[traffic_log]
-path = "traffic.log"
-[[links]]
-name = "smsc1"
-type = "smpp"
-hosts = ["127.0.0.1:{smsc_port}"]
-system_id = "bench"
-password = "bench"
-window = 10
-[[routes]]
-tiers = [["smsc1"]]
-""")
+    path.write_text(sqlite_gateway_toml(
+        http_port, smsc_port, f'[smtp]\nlisten = "127.0.0.1:{smtp_port}"\ndomains = ["{DOMAIN}"]\n'))
 
 
 def mail_bytes(i: int) -> tuple[str, bytes]:
@@ -108,81 +87,51 @@ async def _sessions(port: int, sessions: int, first: int, count: int) -> tuple[i
     return refused, time.time()
 
 
-def _client_process(port: int, sessions: int, first: int, count: int, start_at: float,
-                    out: Any) -> None:
-    try:
-        import uvloop
-        uvloop.install()
-    except ImportError:
-        pass
-    time.sleep(max(0.0, start_at - time.time()))  # every process starts together
-    cpu0 = time.process_time()
-    refused, end = asyncio.run(_sessions(port, sessions, first, count))
-    out.put((refused, end, time.process_time() - cpu0))
-
-
 def load(port: int, mails: int, sessions: int, procs: int, first: int) -> dict[str, Any]:
     """Run the clients; wall-clock start and end as epoch seconds."""
-    ctx = multiprocessing.get_context("spawn")
-    out: Any = ctx.Queue()
-    start_at = time.time() + 1.5  # spawned interpreters need a moment to import
     share, extra = divmod(mails, procs)
-    workers = []
+    arglists = []
     offset = first
     for p in range(procs):
         count = share + (1 if p < extra else 0)
         per = sessions // procs + (1 if p < sessions % procs else 0)
-        workers.append(ctx.Process(target=_client_process,
-                                   args=(port, per, offset, count, start_at, out)))
+        arglists.append((port, per, offset, count))
         offset += count
-    for w in workers:
-        w.start()
-    results = [out.get(timeout=600) for _ in workers]
-    for w in workers:
-        w.join(timeout=30)
-    return {"start": start_at, "end": max(r[1] for r in results),
-            "refused": sum(r[0] for r in results), "client_cpu_s": sum(r[2] for r in results)}
+    start_at, results = spawn_clients(_sessions, arglists, delay=1.5)
+    return {"start": start_at, "end": max(r[0][1] for r in results),
+            "refused": sum(r[0][0] for r in results), "client_cpu_s": sum(r[1] for r in results)}
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="omnigate-bench-smtp-") as tmp:
-        work = Path(tmp)
-        procs = Processes(work)
+    with bench_dir("omnigate-bench-smtp-") as (work, procs):
         http_port, smtp_port, smsc_port, control = (free_port() for _ in range(4))
         config = work / "omnigate.toml"
         write_config(config, http_port=http_port, smtp_port=smtp_port, smsc_port=smsc_port)
-        try:
-            procs.sim(smsc_port, control, dlr=False)
-            daemon = procs.daemon(config)
-            async with aiohttp.ClientSession() as session:
-                await wait_ready(session, f"http://127.0.0.1:{http_port}", link_up=True)
-                # Warm-up (imports, caches, connections) is not measured.
-                await asyncio.to_thread(load, smtp_port, 500, args.sessions, args.procs, 0)
-                await wait_sim(session, control, 500, 60)
-                before = await sim_count(session, control)
-                cpu_before = cpu_seconds(daemon.pid)
-                run = await asyncio.to_thread(load, smtp_port, args.mails, args.sessions,
-                                              args.procs, 500)
-                accepted = args.mails - run["refused"]
-                smsc_end = await wait_sim(session, control, before + accepted, 300)
-                # wait_sim answers in time.monotonic(); the clients report epoch seconds
-                smsc_end_epoch = time.time() - (time.monotonic() - smsc_end)
-                cpu = cpu_seconds(daemon.pid) - cpu_before
-            result = {
-                "mails": args.mails, "sessions": args.sessions, "client_processes": args.procs,
-                "refused": run["refused"],
-                "mails_accepted_per_s": round(accepted / (run["end"] - run["start"])),
-                "sms_end_to_end_per_s": round(accepted / (smsc_end_epoch - run["start"])),
-                "daemon_cpu_us_per_mail": round(cpu / accepted * 1e6, 1),
-                "client_cpu_us_per_mail": round(run["client_cpu_s"] / args.mails * 1e6, 1),
-                "daemon_peak_rss_mb": round(rss_kb(daemon.pid, "VmHWM") / 1024, 1),
-            }
-        except Exception:
-            print(f"--- daemon.log\n{procs.tail('daemon.log')}\n--- sim.log\n{procs.tail('sim.log')}",
-                  file=sys.stderr)
-            raise
-        finally:
-            procs.stop_all()
+        procs.sim(smsc_port, control, dlr=False)
+        daemon = procs.daemon(config)
+        async with aiohttp.ClientSession() as session:
+            await wait_ready(session, f"http://127.0.0.1:{http_port}", link_up=True)
+            # Warm-up (imports, caches, connections) is not measured.
+            await asyncio.to_thread(load, smtp_port, 500, args.sessions, args.procs, 0)
+            await wait_sim(session, control, 500, 60)
+            before = await sim_count(session, control)
+            cpu_before = cpu_seconds(daemon.pid)
+            run = await asyncio.to_thread(load, smtp_port, args.mails, args.sessions,
+                                          args.procs, 500)
+            accepted = args.mails - run["refused"]
+            smsc_end = await wait_sim(session, control, before + accepted, 300)
+            # wait_sim answers in time.monotonic(); the clients report epoch seconds
+            smsc_end_epoch = time.time() - (time.monotonic() - smsc_end)
+            cpu = cpu_seconds(daemon.pid) - cpu_before
+        result = {
+            "mails": args.mails, "sessions": args.sessions, "client_processes": args.procs,
+            "refused": run["refused"],
+            "mails_accepted_per_s": round(accepted / (run["end"] - run["start"])),
+            "sms_end_to_end_per_s": round(accepted / (smsc_end_epoch - run["start"])),
+            "daemon_cpu_us_per_mail": round(cpu / accepted * 1e6, 1),
+            "client_cpu_us_per_mail": round(run["client_cpu_s"] / args.mails * 1e6, 1),
+            "daemon_peak_rss_mb": peak_rss_mb(daemon.pid),
+        }
         return result
 
 
@@ -192,15 +141,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--procs", type=int, default=2, help="client processes")
     args = parser.parse_args()
-    result = asyncio.run(run(args))
-    doc = {"date": date.today().isoformat(),
-           "machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]},
-           "args": vars(args), "sqlite": result}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{date.today().isoformat()}-smtp.json"
-    path.write_text(json.dumps(doc, indent=2) + "\n")
-    print(json.dumps(doc, indent=2))
-    print(f"written to {path}")
+    write_sqlite_report(f"{date.today().isoformat()}-smtp.json", args, asyncio.run(run(args)))
 
 
 if __name__ == "__main__":

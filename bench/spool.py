@@ -25,7 +25,6 @@ import json
 import os
 import random
 import sqlite3
-import statistics
 import sys
 import tempfile
 import time
@@ -38,14 +37,17 @@ import aiohttp
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import (  # a sibling script, not a package
+from common import (  # a sibling module, not a package
     PG_URL,
-    RESULTS,
     Processes,
+    daemon_toml,
     free_port,
+    medians,
+    one_link_toml,
     pct,
     pg_reachable,
     wait_ready,
+    write_results,
 )
 
 from omnigate.sim.smpp import SmscSimulator
@@ -55,24 +57,7 @@ BENCH_DB = "omnigate_bench"  # PostgreSQL: a database of its own, apart from the
 
 def write_config(path: Path, *, store: str, http_port: int, smsc_port: int,
                  listen: bool) -> None:
-    path.write_text(f"""
-log_level = "warning"
-[store]
-url = "{store}"
-[http]
-listen = "127.0.0.1:{http_port}"
-[traffic_log]
-path = "traffic.log"
-[[links]]
-name = "smsc1"
-type = "smpp"
-hosts = ["127.0.0.1:{smsc_port}"]
-system_id = "bench"
-password = "bench"
-window = 10
-[[routes]]
-tiers = [["smsc1"]]
-[spool]
+    path.write_text(daemon_toml(store, http_port) + one_link_toml(smsc_port) + f"""[spool]
 dir = "spool"
 [[sql]]
 {'listen = "sms_outbox"' if listen else ""}
@@ -225,8 +210,7 @@ async def sql_backlog(outbox: Outbox, arrivals: Arrivals, run: int, count: int
 
 
 def median_of(runs: list[dict[str, float]]) -> dict[str, Any]:
-    keys = [k for k in runs[0] if k.endswith("_per_s")]
-    return {**{k: statistics.median(r[k] for r in runs) for k in keys}, "runs": runs}
+    return {**medians(runs, [k for k in runs[0] if k.endswith("_per_s")]), "runs": runs}
 
 
 async def with_daemon(store: str, listen: bool, body: Callable[[Path, Arrivals],
@@ -304,8 +288,7 @@ async def main() -> None:
             return result
 
         out["postgresql"] = await with_daemon(url, True, pg_runs)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "spool.json").write_text(json.dumps(out, indent=2) + "\n")
+    write_results("spool.json", out)
     print(json.dumps(out, indent=2))
 
 
