@@ -313,6 +313,11 @@ class AccountConfig(Section):
     senders: list[str] = Field(default_factory=list, description="sender IDs allowed "
                                "(alphanumeric up to 11 characters, or numbers); empty = any")
     default_sender: str | None = Field(None, description="sender ID when a message names none")
+    dlr_url: str | None = Field(None, pattern=r"^https?://",
+                                description="status callback (Kannel %-escapes) for messages "
+                                            "that name none")
+    dlr_mask: int = Field(3, ge=1, le=31, description="Kannel dlr-mask of dlr_url: 1 delivered, "
+                                                      "2 undelivered, 8 sent, 16 refused")
     notice_email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+$",
                                      description="gets a mail when an SMS of this account ends "
                                                  "failed, undelivered or expired ([mail] needed)")

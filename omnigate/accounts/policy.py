@@ -120,7 +120,7 @@ class Prices:
 
 def admit(profile: Profile, request: SubmitRequest) -> SubmitRequest:
     """Who and as whom: raises a refusal, or returns the request as the account sends
-    it (its name, default sender and footer applied)."""
+    it (its name, default sender, footer and default status callback applied)."""
     cfg = profile.config
     if not cfg.enabled:
         raise SubmitError("account", f"account {profile.name} is disabled", "forbidden")
@@ -137,12 +137,16 @@ def admit(profile: Profile, request: SubmitRequest) -> SubmitRequest:
         raise SubmitError("from", f"sender {sender!r} is not allowed for account "
                                   f"{profile.name} (allowed: {', '.join(cfg.senders)})",
                           "forbidden")
-    if sender == request.sender and not cfg.footer and request.account == profile.name:
+    callback = cfg.dlr_url is not None and request.dlr_url is None
+    if sender == request.sender and not cfg.footer and request.account == profile.name \
+            and not callback:
         return request
     out = copy.copy(request)  # a third of dataclasses.replace's cost, on the hot path
     out.account, out.sender = profile.name, sender
     if cfg.footer:
         out.text = request.text + cfg.footer
+    if callback:
+        out.dlr_url, out.dlr_mask = cfg.dlr_url, cfg.dlr_mask
     return out
 
 

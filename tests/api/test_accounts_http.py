@@ -230,3 +230,38 @@ async def test_admin_api_keys_passwords_and_balances(
     await admin.call("POST", "/api/v1/accounts/root/balance", 400, json={"topup": 1})
     await admin.call("DELETE", "/api/v1/accounts/alice", 204)
     await admin.call("GET", "/api/v1/accounts/alice", 404)
+
+
+async def test_an_accounts_default_status_callback(
+        store_url: str, smsc: Any, gateway_factory: Callable[..., Any], tmp_path: Path,
+        http: aiohttp.ClientSession) -> None:
+    from aiohttp import web
+
+    calls: list[dict[str, str]] = []
+
+    async def dlr(request: web.Request) -> web.Response:
+        calls.append(dict(request.query))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/dlr", dlr)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        _, base = await start(gateway_factory, store_url, smsc.port, tmp_path)
+        admin = Admin(http, base)
+        key = await admin.account("crm", dlr_url=f"http://127.0.0.1:{port}/dlr?id=%I&event=%d",
+                                  dlr_mask=1)
+        status, body = await send(http, base, key, MOBILE, "with a callback")
+        assert status == 202
+        id = body["messages"][0]["id"]
+        assert (await wait_status(http, base, id, FINAL))["status"] == "delivered"
+        async with asyncio.timeout(10):
+            while not calls:
+                await asyncio.sleep(0.05)
+        assert calls == [{"id": str(id), "event": "1"}]
+    finally:
+        await runner.cleanup()
