@@ -369,6 +369,39 @@ async def test_kannel_dlr_url_and_ucs2_coding(
     assert smsc.submits[0].data_coding == 8 and smsc.submits[0].text == "Hi"
 
 
+async def test_dlr_url_without_escapes_gets_json(
+        smsc: SmscSimulator, gateway_factory: Callable[..., Any], tmp_path: Path,
+        http: aiohttp.ClientSession, unused_tcp_port: int) -> None:
+    from aiohttp import web
+
+    posts: list[dict[str, Any]] = []
+
+    async def dlr(request: web.Request) -> web.Response:
+        posts.append(await request.json())
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/status", dlr)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
+    try:
+        gw = await gateway_factory(make_config(f"sqlite+aiosqlite:///{tmp_path}/o.db",
+                                               smsc.port, tmp_path))
+        base = f"http://127.0.0.1:{gw.http_port}"
+        async with http.post(f"{base}/api/v1/messages", json={
+                "to": "0701234567", "text": "json please", "dlr_mask": 9,
+                "dlr_url": f"http://127.0.0.1:{unused_tcp_port}/status"}) as resp:
+            id = (await resp.json())["messages"][0]["id"]
+        async with asyncio.timeout(10):
+            while len(posts) < 2:
+                await asyncio.sleep(0.05)
+    finally:
+        await runner.cleanup()
+    assert [(p["id"], p["status"], p["event"], p["to"], p["link"]) for p in posts] == [
+        (id, "sent", 8, "+46701234567", "smsc1"), (id, "delivered", 1, "+46701234567", "smsc1")]
+
+
 @pytest.mark.parametrize("protocol", ["smpp", "cimd2", "ucp"])
 async def test_built_in_simulator_of_each_protocol(
         protocol: str, tmp_path: Path, gateway_factory: Callable[..., Any],

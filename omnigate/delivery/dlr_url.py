@@ -6,6 +6,10 @@ reports the message's status changes the same way, so such a client switches
 without change. One callback per message (not per part), when the message
 reaches the status.
 
+A URL without any escape (nothing to fill in, so a GET would say nothing) is
+the JSON variant: it gets a POST with a JSON body instead,
+`{"id", "to", "from", "account", "status", "event", "reason", "link", "at"}`.
+
 Callbacks are retried a few times with a pause, in memory: a crash loses the
 callbacks not yet made (the status itself is in the store and the API).
 """
@@ -16,6 +20,7 @@ import asyncio
 import enum
 import logging
 import time
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -86,7 +91,9 @@ class DlrNotifier:
     """Makes the callbacks from one worker task, never from the caller's path."""
 
     def __init__(self) -> None:
-        self._queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue(_QUEUE_MAX)
+        # (url, JSON body or None for a Kannel GET, attempt)
+        self._queue: asyncio.Queue[tuple[str, dict[str, Any] | None, int]] = \
+            asyncio.Queue(_QUEUE_MAX)
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -101,21 +108,28 @@ class DlrNotifier:
         if not msg.dlr_url or not msg.dlr_mask or event is None or not msg.dlr_mask & event:
             return
         answer = _answer(change, event)
-        target = expand(msg.dlr_url, {
-            "d": str(int(event)), "A": answer, "i": change.link or "", "I": str(msg.id),
-            "p": msg.recipient, "q": msg.recipient.lstrip("+"), "P": msg.sender or "",
-            "T": str(int(change.at))})
+        if "%" in msg.dlr_url:
+            target, body = expand(msg.dlr_url, {
+                "d": str(int(event)), "A": answer, "i": change.link or "", "I": str(msg.id),
+                "p": msg.recipient, "q": msg.recipient.lstrip("+"), "P": msg.sender or "",
+                "T": str(int(change.at))}), None
+        else:
+            target, body = msg.dlr_url, {
+                "id": msg.id, "to": msg.recipient, "from": msg.sender,
+                "account": msg.account, "status": change.status.value, "event": int(event),
+                "reason": change.reason, "link": change.link, "at": change.at}
         try:
-            self._queue.put_nowait((target, 0))
+            self._queue.put_nowait((target, body, 0))
         except asyncio.QueueFull:
             log.error("dlr-url queue full; callback for message %d dropped", msg.id)
 
     async def _run(self) -> None:
         assert self._session is not None
         while True:
-            target, attempt = await self._queue.get()
+            target, body, attempt = await self._queue.get()
             try:
-                async with self._session.get(target) as resp:
+                async with self._session.request("GET" if body is None else "POST", target,
+                                                 json=body) as resp:
                     await resp.read()
                     if resp.status < 500:
                         if resp.status >= 400:
@@ -126,7 +140,7 @@ class DlrNotifier:
                 reason = f"{type(exc).__name__}: {exc}"
             if attempt + 1 < _ATTEMPTS:
                 asyncio.get_running_loop().call_later(
-                    _PAUSE, self._queue.put_nowait, (target, attempt + 1))
+                    _PAUSE, self._queue.put_nowait, (target, body, attempt + 1))
             else:
                 log.warning("dlr-url %s failed %d times, last: %s", _safe(target), _ATTEMPTS,
                             reason)
