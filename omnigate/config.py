@@ -163,8 +163,8 @@ class ClusterConfig(Section):
 class InboundConfig(Section):
     """Where MO messages go (see README "Inbound SMS"); targets are URIs."""
 
-    order: list[Literal["number", "alias", "last_sender", "sender", "default"]] = Field(
-        default_factory=lambda: ["number", "alias", "last_sender", "sender", "default"],
+    order: list[Literal["dialog", "number", "alias", "last_sender", "sender", "default"]] = Field(
+        default_factory=lambda: ["dialog", "number", "alias", "last_sender", "sender", "default"],
         description="rules tried in this order; the first that finds targets wins")
     numbers: dict[str, list[str]] = Field(
         default_factory=dict, description="receiving number (or prefix ending in *) -> targets")
@@ -176,6 +176,12 @@ class InboundConfig(Section):
         default_factory=dict, description="account -> targets, for replies to what it sent")
     default: list[str] = Field(default_factory=list, description="targets when no rule matched, "
                                                                  "and when a target keeps failing")
+    dialog_numbers: list[str] = Field(
+        default_factory=list, description="long numbers sending messages that name no sender, "
+                                          "one per conversation, so replies find their message")
+    dialog_origins: list[Literal["http", "smtp", "spool", "sql", "tcp", "web", "smpp", "cli",
+                                 "auto"]] = Field(default_factory=lambda: ["smtp"],
+                                                  description="whose messages get dialog numbers")
     last_sender_age: float = Field(7 * 86400, gt=0, description="seconds a phone's reply still "
                                                                 "goes to whoever wrote to it")
     wait: float = Field(60.0, gt=0, description="seconds to wait for the missing parts of a long "
@@ -184,6 +190,14 @@ class InboundConfig(Section):
     http_retry: float = Field(2.0, gt=0, description="first delay between tries, doubling")
     http_timeout: float = Field(10.0, gt=0, description="seconds per request")
     workers: int = Field(4, ge=1, le=64, description="MO messages delivered at once")
+
+    @field_validator("dialog_numbers")
+    @classmethod
+    def _dialog_digits(cls, values: list[str]) -> list[str]:
+        for v in values:
+            if not v.lstrip("+").isdigit():
+                raise ValueError(f"dialog number {v!r} is not a phone number (digits)")
+        return values
 
     @model_validator(mode="after")
     def _targets(self) -> InboundConfig:

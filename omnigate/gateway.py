@@ -42,11 +42,12 @@ from omnigate.delivery.inbound import Targets
 from omnigate.dispatcher import Dispatcher
 from omnigate.ids import IdGenerator
 from omnigate.inbox import Inbox
-from omnigate.intake import client_keys, prepare
+from omnigate.intake import client_keys, prepare, recipients
 from omnigate.metrics import Metrics
 from omnigate.model import Accepted, Status, SubmitError, SubmitRequest
 from omnigate.oncall.http import add_oncall_routes
 from omnigate.oncall.service import OnCallService
+from omnigate.routing.dialog import Dialogs
 from omnigate.routing.match import Match, TimeWindow
 from omnigate.routing.outbound import Route, Router
 from omnigate.sim.base import Simulator
@@ -148,6 +149,7 @@ class Gateway:
         self.dlr: DlrNotifier | None = None
         self.router: Router | None = None
         self.cluster: Cluster | None = None
+        self.dialogs = Dialogs(config.inbound.dialog_numbers, config.inbound.dialog_origins)
         self.inbox: Inbox | None = None
         self._runner: web.AppRunner | None = None
         self.http_port: int | None = None
@@ -212,7 +214,7 @@ class Gateway:
                              link_rates={c.name: c.max_messages for _, c in self._link_specs})
         incoming = Path(cfg.spool.dir if cfg.spool else "var") / "incoming"
         self.inbox = Inbox(cfg.inbound, store=self.store, ids=self.ids, node=self.node,
-                           node_id=cfg.node.id,
+                           node_id=cfg.node.id, dialogs=self.dialogs,
                            targets=Targets(cfg.inbound, submit=self.submit, mailer=self.mailer,
                                            incoming=incoming, spool=self.spool,
                                            tables={s.name: s for s in self.sql},
@@ -366,6 +368,8 @@ class Gateway:
         try:
             if self.accounts.profiles:  # who, as whom, how much: accounts/policy.py
                 request, profile = self.accounts.admit(request)
+            if self.dialogs.wants(request):  # a sender per conversation: routing/dialog.py
+                request = self.dialogs.assign(request, recipients(request, self.config.numbers))
             prepared = prepare(request, numbers=self.config.numbers,
                                messages=self.config.messages, router=self.router,
                                ids=self.ids, node=self.node)

@@ -25,7 +25,8 @@ from omnigate.config import InboundConfig
 from omnigate.delivery.inbound import MoMessage, TargetFailed, Targets
 from omnigate.ids import IdGenerator
 from omnigate.model import Inbound
-from omnigate.routing.inbound import Decision, InboundRouter
+from omnigate.routing.dialog import Dialogs
+from omnigate.routing.inbound import InboundRouter
 from omnigate.sms.coding import Coding
 from omnigate.sms.reassembly import Assembled, Reassembler
 from omnigate.store import Store
@@ -35,13 +36,14 @@ log = logging.getLogger("omnigate.inbound")
 
 class Inbox:
     def __init__(self, config: InboundConfig, *, store: Store, ids: IdGenerator, node: str,
-                 node_id: int, targets: Targets) -> None:
+                 node_id: int, targets: Targets, dialogs: Dialogs) -> None:
         self.config = config
         self.store = store
         self.writer = store.writer
         self.node = node
         self.node_id = node_id
         self.targets = targets
+        self.dialogs = dialogs
         self.router = InboundRouter(order=config.order, numbers=config.numbers,
                                     aliases=config.aliases, senders=config.senders,
                                     default=config.default)
@@ -180,15 +182,19 @@ class Inbox:
         inbound = msg.inbound
         for claimer in self.claimers:
             if (claim := await claimer(inbound)) is not None:
-                self.writer.write("inbound_result", {
-                    "b_id": msg.id, "status": "delivered", "rule": claim[0], "targets": "[]",
-                    "detail": claim[1], "updated_at": time.time()})
+                self._record(msg, "delivered", claim[0], [], claim[1])
                 log.info("inbound %s from %s: %s", msg.reference, inbound.sender, claim[1])
                 return
         last: list[str] = []
         if self.router.wants_last_sender:
             last = await self._last_sender(inbound.sender)
-        decision = self.router.route(inbound.sender, inbound.recipient, inbound.text, last)
+        answered, dialog = None, []
+        if inbound.recipient in self.dialogs:
+            answered, dialog = await self._answered(inbound.sender, inbound.recipient)
+        decision = self.router.route(inbound.sender, inbound.recipient, inbound.text, last,
+                                     dialog)
+        if decision is not None and decision.rule != "dialog":
+            answered = None
         if decision is None:
             self._record(msg, "unrouted", None, [], "no rule matched and no default targets")
             log.warning("inbound %s from %s to %s: no rule matched and no [inbound].default",
@@ -203,7 +209,9 @@ class Inbox:
         delivered = [t for t, outcome in results if outcome == "ok"]
         status = ("delivered" if len(delivered) == len(results) else
                   "partly" if delivered else "failed")
-        self._record(msg, status, decision, results, detail)
+        if answered is not None:
+            detail += f" (answers message {answered})"
+        self._record(msg, status, decision.rule, results, detail, answered)
         level = logging.INFO if status == "delivered" else logging.WARNING
         log.log(level, "inbound %s from %s to %s (%s): %s", msg.reference, inbound.sender,
                 inbound.recipient, decision.detail,
@@ -226,17 +234,31 @@ class Inbox:
         if not digits.isdigit():
             return []
         row = await self.store.last_outbound(f"+{digits}", time.time() - self.config.last_sender_age)
-        if row is None or not row.account:
-            return []
-        if "@" in row.account:
-            return [f"mailto:{row.account}"]
-        return [f"account:{row.account}"]
+        return _sender_targets(row)
 
-    def _record(self, msg: MoMessage, status: str, decision: Decision | None,
-                results: list[tuple[str, str]], detail: str) -> None:
+    async def _answered(self, phone: str, dialog_number: str) -> tuple[int | None, list[str]]:
+        """The message a reply to a dialog number answers, and targets for its sender."""
+        digits = phone.lstrip("+")
+        if not digits.isdigit():
+            return None, []
+        row = await self.store.last_outbound(f"+{digits}", time.time() - self.config.last_sender_age,
+                                             sender=dialog_number.lstrip("+"))
+        return (row.id if row else None), _sender_targets(row)
+
+    def _record(self, msg: MoMessage, status: str, rule: str | None,
+                results: list[tuple[str, str]], detail: str, reply_to: int | None = None) -> None:
         self.writer.write("inbound_result", {
-            "b_id": msg.id, "status": status, "rule": decision.rule if decision else None,
-            "targets": json.dumps(results), "detail": detail, "updated_at": time.time()})
+            "b_id": msg.id, "status": status, "rule": rule, "targets": json.dumps(results),
+            "detail": detail, "reply_to": reply_to, "updated_at": time.time()})
+
+
+def _sender_targets(row: Any) -> list[str]:
+    """Where answers to a stored outbound message go: its mail sender, or its account."""
+    if row is None or not row.account:
+        return []
+    if "@" in row.account:
+        return [f"mailto:{row.account}"]
+    return [f"account:{row.account}"]
 
 
 def _part(row: Any) -> Inbound:

@@ -296,3 +296,37 @@ async def test_a_mailbox_that_refuses_falls_back_with_the_relays_reason(
     assert row["targets"] == [["mailto:gone@example.com", "550 5.1.1 no such user here"],
                               ["mailto:desk@example.com", "ok"]]
     assert [r for _, r, _ in sink.mails] == [["desk@example.com"]]
+
+
+async def test_replies_in_a_dialog_reach_the_sender_of_the_message_they_answer(
+        store_url: str, smsc: SmscSimulator, gateway_factory: Callable[..., Any],
+        tmp_path: Path, sink: Sink, http: aiohttp.ClientSession) -> None:
+    gw = await started(gateway_factory, make_config(
+        store_url, smsc.port, tmp_path,
+        smtp={"listen": "127.0.0.1:0", "domains": ["sms.example.com"]},
+        mail={"relay": f"127.0.0.1:{sink.port}", "from": "omnigate@example.com",
+              "starttls": False},
+        inbound={"dialog_numbers": ["46700000101", "46700000102"]}))
+    port = gw.smtp.port
+
+    def mail_from(sender: str, subject: str) -> None:
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.sendmail(sender, ["0701234567@sms.example.com"],
+                            f"Subject: {subject}\r\n\r\n?\r\n".encode())
+
+    await asyncio.to_thread(mail_from, "anna@example.com", "Lunch")
+    await smsc.wait_for(1)
+    await asyncio.to_thread(mail_from, "bob@example.com", "Meeting")
+    await smsc.wait_for(2)
+    first, second = list(smsc.submits)[:2]
+    assert {first.source, second.source} == {"46700000101", "46700000102"}
+    # The phone answers Anna's message, although Bob wrote last.
+    await smsc.inject_mo("46701234567", first.source, "Lunch: yes")
+    await sink.wait_for(1)
+    _, rcpt, answer = sink.mails[0]
+    assert rcpt == ["anna@example.com"] and answer.get_content().strip() == "Lunch: yes"
+    [row] = await inbound(http, gw, 1)
+    base = f"http://127.0.0.1:{gw.http_port}"
+    async with http.get(f"{base}/api/v1/messages", params={"to": "0701234567"}) as resp:
+        sent = {m["text"]: m["id"] for m in (await resp.json())["messages"]}
+    assert (row["rule"], row["reply_to"]) == ("dialog", sent["Lunch - ?"])

@@ -2,6 +2,8 @@
 
 The rules, in the configured order:
 
+* `dialog`      - the reply arrived at a dialog number (routing/dialog.py): it goes
+                  to whoever sent the message it answers (found by the caller);
 * `number`      - the receiving number (a long or virtual number, or a prefix
                   with `*`: the company number plus digits per user);
 * `alias`       - the first word of the text (case-insensitive), removed from
@@ -24,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-RULES = ("number", "alias", "last_sender", "sender", "default")
+RULES = ("dialog", "number", "alias", "last_sender", "sender", "default")
 TARGET_SCHEMES = ("mailto:", "http://", "https://", "file:", "table:", "reply:", "smpp:",
                   "account:")
 
@@ -68,19 +70,23 @@ class InboundRouter:
     def wants_last_sender(self) -> bool:
         return "last_sender" in self.order
 
-    def route(self, sender: str, recipient: str, text: str,
-              last_sender: Iterable[str] = ()) -> Decision | None:
-        """The decision for one message; `last_sender` are the targets the caller found."""
-        last = tuple(last_sender)
+    def route(self, sender: str, recipient: str, text: str, last_sender: Iterable[str] = (),
+              dialog: Iterable[str] = ()) -> Decision | None:
+        """The decision for one message; `last_sender` and `dialog` are the targets the
+        caller found for those rules (they need the store)."""
+        found_by = {"last_sender": tuple(last_sender), "dialog": tuple(dialog)}
         for rule in self.order:
-            found = getattr(self, f"_by_{rule}")(sender.lstrip("+"), recipient.lstrip("+"),
-                                                 text, last)
+            if rule in found_by:
+                if found_by[rule]:
+                    why = "reply in a dialog" if rule == "dialog" else "last sender to this phone"
+                    return Decision(rule, found_by[rule], text, why)
+                continue
+            found = getattr(self, f"_by_{rule}")(sender.lstrip("+"), recipient.lstrip("+"), text)
             if found is not None:
                 return found
         return None
 
-    def _by_number(self, sender: str, recipient: str, text: str,
-                   last: tuple[str, ...]) -> Decision | None:
+    def _by_number(self, sender: str, recipient: str, text: str) -> Decision | None:
         targets = self._exact.get(recipient)
         if targets is not None:
             return Decision("number", targets, text, f"receiving number {recipient}")
@@ -89,23 +95,16 @@ class InboundRouter:
                 return Decision("number", targets, text, f"receiving number {prefix}*")
         return None
 
-    def _by_alias(self, sender: str, recipient: str, text: str,
-                  last: tuple[str, ...]) -> Decision | None:
+    def _by_alias(self, sender: str, recipient: str, text: str) -> Decision | None:
         word, _, rest = text.strip().partition(" ")
         targets = self._aliases.get(word.lower()) if word else None
         if targets is None:
             return None
         return Decision("alias", targets, rest.lstrip(), f"alias {word.lower()!r}")
 
-    def _by_last_sender(self, sender: str, recipient: str, text: str,
-                        last: tuple[str, ...]) -> Decision | None:
-        return Decision("last_sender", last, text, "last sender to this phone") if last else None
-
-    def _by_sender(self, sender: str, recipient: str, text: str,
-                   last: tuple[str, ...]) -> Decision | None:
+    def _by_sender(self, sender: str, recipient: str, text: str) -> Decision | None:
         targets = self._senders.get(sender)
         return Decision("sender", targets, text, f"sender {sender}") if targets else None
 
-    def _by_default(self, sender: str, recipient: str, text: str,
-                    last: tuple[str, ...]) -> Decision | None:
+    def _by_default(self, sender: str, recipient: str, text: str) -> Decision | None:
         return Decision("default", self._default, text, "default") if self._default else None

@@ -104,11 +104,15 @@ class Store(InboundReads):
             elif int(row[0]) < schema.SCHEMA_VERSION:
                 # 1 -> 2 added tables, which create_all just made; 2 -> 3 a column too;
                 # 3 -> 4 tables and views only (accounts and billing); 4 -> 5 tables only
-                # (on-call alarms).
+                # (on-call alarms); 5 -> 6 a column of inbound_messages (made by
+                # create_all, with the column, when the store was older than 3).
                 if int(row[0]) < 3:
                     await conn.execute(text("ALTER TABLE inbound ADD COLUMN message_id BIGINT"))
                     await conn.execute(text(
                         "CREATE INDEX IF NOT EXISTS ix_inbound_message ON inbound (message_id)"))
+                elif int(row[0]) < 6:
+                    await conn.execute(text(
+                        "ALTER TABLE inbound_messages ADD COLUMN reply_to BIGINT"))
                 await conn.execute(schema.meta.update()
                                    .where(schema.meta.c.key == "schema_version")
                                    .values(value=str(schema.SCHEMA_VERSION)))

@@ -40,14 +40,18 @@ class InboundReads:
                 .order_by(func.length(m.reference).desc(), m.reference.desc())
                 .limit(1))).scalar()
 
-    async def last_outbound(self, recipient: str, since: float) -> Any | None:
-        """The newest message sent to this E.164 number since `since` (origin, account, id)."""
+    async def last_outbound(self, recipient: str, since: float,
+                            sender: str | None = None) -> Any | None:
+        """The newest message sent to this E.164 number since `since` (origin, account,
+        id), only from `sender` when given (a dialog number)."""
         c = schema.messages.c
+        query = (select(c.id, c.origin, c.account, c.created_at)
+                 .where(c.recipient == recipient, c.created_at >= since)
+                 .order_by(c.id.desc()).limit(1))
+        if sender is not None:
+            query = query.where(c.sender == sender)
         async with self.engine.connect() as conn:
-            return (await conn.execute(
-                select(c.id, c.origin, c.account, c.created_at)
-                .where(c.recipient == recipient, c.created_at >= since)
-                .order_by(c.id.desc()).limit(1))).first()
+            return (await conn.execute(query)).first()
 
     async def list_inbound(self, *, limit: int = 100, sender: str | None = None,
                            status: str | None = None) -> list[dict[str, Any]]:
@@ -74,4 +78,4 @@ def inbound_dict(row: Any) -> dict[str, Any]:
             "to": row.recipient, "text": row.text, "parts": row.parts, "total": row.total,
             "complete": row.complete, "received_at": row.received_at, "status": row.status,
             "rule": row.rule, "targets": json.loads(row.targets) if row.targets else [],
-            "detail": row.detail}
+            "detail": row.detail, "reply_to": row.reply_to}

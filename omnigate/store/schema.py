@@ -25,7 +25,8 @@ from sqlalchemy import (
 # 3: inbound.message_id, inbound_messages (reassembled and routed MO)
 # 4: accounts, account_keys, charges, movements, views v_traffic_daily and v_billing
 # 5: alarms, alarm_events (on-call group alarms, omnigate/oncall/)
-SCHEMA_VERSION = 5
+# 6: inbound_messages.reply_to (two-way dialog)
+SCHEMA_VERSION = 6
 
 metadata = MetaData()
 
@@ -133,6 +134,7 @@ inbound_messages = Table(
     Column("rule", String(16)),
     Column("targets", Text),  # JSON: [[target, "ok" | reason], ...]
     Column("detail", Text),
+    Column("reply_to", BigInteger),  # the message it answers (a dialog reply)
     Column("updated_at", Float, nullable=False),
     Index("ix_inbound_messages_received", "received_at"),
     Index("ix_inbound_messages_status", "status"),

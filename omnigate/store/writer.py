@@ -82,7 +82,8 @@ _STATEMENTS: dict[str, Any] = {
     "inbound_result": update(schema.inbound_messages)
     .where(schema.inbound_messages.c.id == bindparam("b_id"))
     .values(status=bindparam("status"), rule=bindparam("rule"), targets=bindparam("targets"),
-            detail=bindparam("detail"), updated_at=bindparam("updated_at")),
+            detail=bindparam("detail"), reply_to=bindparam("reply_to"),
+            updated_at=bindparam("updated_at")),
     "alarm_state": update(schema.alarms)
     .where(schema.alarms.c.id == bindparam("b_id"))
     .values(schedule=bindparam("schedule"), level=bindparam("level"), status=bindparam("status"),

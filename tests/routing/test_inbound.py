@@ -114,3 +114,41 @@ def test_single_part_and_restored_ids() -> None:
     assert mid == 100 and done is not None and done.complete and done.text == "hi"
     assert r.add(part(1, "A", total=2), 0, id=7)[0] == 7
     assert r.add(part(2, "B", total=2), 0)[1].id == 7  # type: ignore[union-attr]
+
+
+# -- two-way dialog -------------------------------------------------------------------
+
+
+def test_each_phone_gets_the_dialog_number_it_heard_from_longest_ago() -> None:
+    from omnigate.model import Origin, SubmitRequest
+    from omnigate.routing.dialog import Dialogs
+
+    d = Dialogs(["+4670000001", "4670000002", "4670000003"], origins=["smtp"])
+    mail = SubmitRequest(to=["x"], text="t", origin=Origin.SMTP)
+    got = [d.assign(mail, ["+46701"]).sender for _ in range(4)]
+    assert got[:3] == ["4670000001", "4670000002", "4670000003"] and got[3] == "4670000001"
+    # a second phone starts fresh, whatever the first one had
+    assert d.assign(mail, ["+46702"]).sender not in (None, "")
+    # several recipients: the number none of them heard from most recently
+    d2 = Dialogs(["1", "2"], origins=["smtp"])
+    d2.assign(mail, ["+a"])  # +a heard from 1
+    assert d2.assign(mail, ["+a", "+b"]).sender == "2"
+    assert "+4670000002" in d and "4679" not in d
+
+
+def test_dialog_numbers_only_for_their_origins_and_messages_without_a_sender() -> None:
+    from omnigate.model import Origin, SubmitRequest
+    from omnigate.routing.dialog import Dialogs
+
+    d = Dialogs(["1"], origins=["smtp"])
+    assert d.wants(SubmitRequest(to=["x"], text="t", origin=Origin.SMTP))
+    assert not d.wants(SubmitRequest(to=["x"], text="t", origin=Origin.HTTP))
+    assert not d.wants(SubmitRequest(to=["x"], text="t", origin=Origin.SMTP, sender="ACME"))
+    assert not Dialogs([], origins=["smtp"]).wants(
+        SubmitRequest(to=["x"], text="t", origin=Origin.SMTP))
+
+
+def test_dialog_rule_comes_first_and_uses_the_callers_targets() -> None:
+    d = ROUTER.route("46705555555", "46701234561", "yes", last_sender=["mailto:bob@x.se"],
+                     dialog=["mailto:anna@x.se"])
+    assert (d.rule, d.targets) == ("dialog", ("mailto:anna@x.se",))

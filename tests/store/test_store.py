@@ -149,6 +149,32 @@ async def test_postgres_connection_loss_refuses_submits_and_keeps_status_writes(
         await store.close()
 
 
+@pytest.mark.parametrize("old", [2, 5])
+async def test_older_stores_are_upgraded_in_place(store_url: str, old: int) -> None:
+    """A store left by an older omnigate gets the newer columns and its data stays."""
+    store = await Store.open(store_url)
+    await store.writer.commit({"messages": [message_row(1)]})
+    async with store.engine.begin() as conn:
+        if old < 3:
+            await conn.execute(text("DROP TABLE inbound_messages"))
+            await conn.execute(text("DROP INDEX ix_inbound_message"))
+            await conn.execute(text("ALTER TABLE inbound DROP COLUMN message_id"))
+        else:
+            await conn.execute(text("ALTER TABLE inbound_messages DROP COLUMN reply_to"))
+        await conn.execute(text(f"UPDATE omnigate_meta SET value = '{old}'"))
+    await store.close()
+    store = await Store.open(store_url)
+    try:
+        async with store.engine.connect() as conn:
+            await conn.execute(select(schema.inbound.c.message_id))
+            await conn.execute(select(schema.inbound_messages.c.reply_to))
+            version = (await conn.execute(select(schema.meta.c.value))).scalar_one()
+        assert version == str(schema.SCHEMA_VERSION)
+        assert await count(store, schema.messages) == 1
+    finally:
+        await store.close()
+
+
 async def test_nodes_starting_together_on_a_new_database(pg_url: str) -> None:
     """Several nodes creating the schema at once: one creates it, the others wait and use it."""
     for _ in range(3):
