@@ -102,7 +102,7 @@ class HolidaysConfig(Who):
 
             try:
                 holidays.country_holidays(self.country, subdiv=self.subdiv)
-            except NotImplementedError as exc:
+            except NotImplementedError as exc:  # the library's answer for an unknown country
                 raise ValueError(str(exc)) from None
         return self
 

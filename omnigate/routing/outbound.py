@@ -109,17 +109,12 @@ class Router:
                 if usable:
                     return Wait.BUSY  # out of rate tokens: wait, do not fall back
                 continue
-
-            def has_room(name: str) -> bool:
-                link = self.links[name]
-                room = link.capacity()
-                return room >= parts or (room > 0 and link.in_flight == 0)
-
             if len(candidates) == 1:
-                name: str | None = candidates[0] if has_room(candidates[0]) else None
+                name: str | None = candidates[0] if self._has_room(candidates[0], parts) else None
             else:
                 load = {n: self.links[n].in_flight for n in candidates}
-                name = self._pickers[(route.name, index)].pick(candidates, load, has_room)
+                name = self._pickers[(route.name, index)].pick(
+                    candidates, load, lambda n: self._has_room(n, parts))
             if name is None:
                 return Wait.BUSY  # the link whose turn it is is full: wait for it
             bucket = self._buckets.get(name)
@@ -130,6 +125,12 @@ class Router:
                 circuit.taken()
             return Choice(index, name)
         return Wait.DOWN
+
+    def _has_room(self, name: str, parts: int) -> bool:
+        """Room for the whole message (an idle link takes any message)."""
+        link = self.links[name]
+        room = link.capacity()
+        return room >= parts or (room > 0 and link.in_flight == 0)
 
     def usable(self, name: str, now: float) -> bool:
         """Up, not suspended by an operator, and its circuit lets messages through."""
