@@ -165,15 +165,20 @@ async def status_counts(store: Store, since: float) -> list[tuple[str, str, int]
 RETRYABLE = frozenset({Status.FAILED.value, Status.UNDELIVERED.value, Status.EXPIRED.value})
 
 
-def copy_request(msg: dict[str, Any]) -> SubmitRequest:
-    """A new submission of a stored message, as "send again" in an admin UI.
+def copy_request(msg: dict[str, Any], *, origin: Origin | None = None,
+                 account: str | None = None, client: str | None = None) -> SubmitRequest:
+    """A new submission of a stored message, as "send again" in an admin UI (TCP RETRY,
+    the web Messages page): same number, text, sender, flash and priority.
 
     `client_ref` makes the copy idempotent: a message is copied once however
-    often RETRY names it (RETRY the copy to try again).
+    often it is named (send the copy again to try again).
     """
-    try:
-        origin = Origin(msg["origin"])
-    except ValueError:
-        origin = Origin.TCP
+    if origin is None:
+        try:
+            origin = Origin(msg["origin"])
+        except ValueError:
+            origin = Origin.TCP
     return SubmitRequest(to=[msg["to"]], text=msg["text"], origin=origin, sender=msg["from"],
-                         account=msg["account"], client_ref=f"retry:{msg['id']}")
+                         account=msg["account"] or account, flash=msg["flash"],
+                         priority=msg["priority"], client=client,
+                         client_ref=f"retry:{msg['id']}")

@@ -174,6 +174,8 @@ _SCHEMAS: dict[str, Any] = {
                        "text": {"type": "string"},
                        "status": {"type": "string", "enum": _STATUS_WORDS},
                        "parts": {"type": "integer"},
+                       "flash": {"type": "boolean"},
+                       "priority": {"type": "integer"},
                        "created_at": {"type": "string", "format": "date-time"},
                        "updated_at": {"type": "string", "format": "date-time"},
                        "error": {"type": ["string", "null"]},

@@ -29,7 +29,7 @@ _MESSAGE_COLUMNS = (
     schema.messages.c.text, schema.messages.c.status, schema.messages.c.parts,
     schema.messages.c.origin, schema.messages.c.account, schema.messages.c.link,
     schema.messages.c.error, schema.messages.c.attempts, schema.messages.c.created_at,
-    schema.messages.c.updated_at,
+    schema.messages.c.updated_at, schema.messages.c.flash, schema.messages.c.priority,
 )
 
 
@@ -130,7 +130,7 @@ class Store(InboundReads):
             "status": row.status, "parts": row.parts, "origin": row.origin,
             "account": row.account, "link": row.link, "error": row.error,
             "attempts": row.attempts, "created_at": iso(row.created_at),
-            "updated_at": iso(row.updated_at),
+            "updated_at": iso(row.updated_at), "flash": row.flash, "priority": row.priority,
         }
 
     async def get_message(self, id: int) -> dict[str, Any] | None:

@@ -22,6 +22,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from omnigate.accounts.book import AccountBook
 from omnigate.api.auth import Credentials
+from omnigate.api.console import copy_request
 from omnigate.api.http import AUTHENTICATOR, MessageReader
 from omnigate.config import WebConfig
 from omnigate.model import Origin, Status, Submit, SubmitError, SubmitRequest
@@ -338,9 +339,8 @@ class _Pages:
                 notice.append(f"#{_text(id_text)[:20]}: not a message you can send again")
                 continue
             try:
-                accepted = await self.submit(SubmitRequest(
-                    to=[msg["to"]], text=msg["text"], origin=Origin.WEB, sender=msg["from"],
-                    account=msg["account"] or session.account, client=request.remote))
+                accepted = await self.submit(copy_request(
+                    msg, origin=Origin.WEB, account=session.account, client=request.remote))
                 notice.append(f"#{msg['id']} sent again as #{accepted[0].id}")
                 log.info("web: %s sent message %d again as %d", session.account, msg["id"],
                          accepted[0].id)

@@ -146,3 +146,17 @@ async def test_queue_trace_and_help(gateway_factory: Callable[..., Any], smsc: S
     await ops.send("queue 1d")
     _, counts = await ops.block()
     assert counts == ["queued - 1", "delivered smsc1 1"]
+
+
+def test_a_copy_keeps_flash_priority_and_sender_and_is_idempotent() -> None:
+    from omnigate.api.console import copy_request
+    from omnigate.model import Origin
+
+    stored = {"id": 7, "to": "+46701234567", "text": "Fire alarm", "from": "ALARM",
+              "origin": "http", "account": None, "flash": True, "priority": 9}
+    copy = copy_request(stored, origin=Origin.WEB, account="anna", client="10.0.0.1")
+    assert (copy.to, copy.text, copy.sender, copy.flash, copy.priority) == (
+        ["+46701234567"], "Fire alarm", "ALARM", True, 9)
+    assert (copy.origin, copy.account, copy.client, copy.client_ref) == (
+        Origin.WEB, "anna", "10.0.0.1", "retry:7")
+    assert copy_request(stored).origin is Origin.HTTP
