@@ -71,6 +71,7 @@ from pydantic import ConfigDict, Field, field_validator
 from omnigate.carriers.base import Link, LinkConfig, LinkEvents, LinkState
 from omnigate.config import split_hostport
 from omnigate.model import FailureKind, Part
+from omnigate.routing.ratelimit import TokenBucket
 
 TEMPORARY = FailureKind.TEMPORARY
 _UP = LinkState.UP  # Enum class attribute access is slow in CPython 3.11; hot paths use this
@@ -259,10 +260,8 @@ class StreamLink(Link):
         self._drained: asyncio.Event | None = None
         # Rate: a token bucket of max_rate parts/s holding at most 100 ms of parts, so
         # a burst never exceeds what the carrier's per-second counter can absorb.
-        self._rate = c.max_rate
-        self._burst = max(1.0, c.max_rate / 10)
-        self._tokens = self._burst
-        self._stamp = 0.0
+        self._bucket = TokenBucket(c.max_rate, burst=max(1.0, c.max_rate / 10)) \
+            if c.max_rate else None
         self._throttled_until = 0.0
         self._wake: asyncio.Handle | None = None
         self._wake_at_time = 0.0
@@ -386,23 +385,21 @@ class StreamLink(Link):
             self._throttled_until = 0.0
         if len(queue) < room:
             room = len(queue)
-        if self._rate:
-            tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
-            self._stamp = now
-            if tokens < 1.0:
-                self._tokens = tokens
-                self._wake_at(now + (1.0 - tokens) / self._rate)
+        bucket = self._bucket
+        if bucket is not None:
+            tokens = bucket.available(now)
+            if not tokens:
+                self._wake_at(now + bucket.wait(now))
                 return
-            if tokens < room:
-                room = int(tokens)
-            self._tokens = tokens - room
+            room = min(room, tokens)
+            bucket.spend(room)
         submit = session.submit
         popleft = queue.popleft
         for _ in range(room):
             part, body = popleft()
             submit(body, part, now)
-        if self._rate and queue and session.window_room:
-            self._wake_at(now + (1.0 - self._tokens) / self._rate)
+        if bucket is not None and queue and session.window_room:
+            self._wake_at(now + bucket.wait(now))
         if conn.flush_handle is None:
             conn.want_flush()
 
@@ -485,7 +482,8 @@ class StreamLink(Link):
                 self._attempts = 0
                 self._peer = peer
                 self._lost = self._loop.create_future()
-                self._tokens, self._stamp = self._burst, self._loop.time()
+                if self._bucket is not None:
+                    self._bucket.reset(self._loop.time())
                 self.set_state(LinkState.UP)
                 self.log.info("%s", self._up_line(peer))
                 await self._lost
@@ -522,7 +520,7 @@ class StreamLink(Link):
             self._loop.call_soon(self.events.on_failed, part, FailureKind.PERMANENT, str(exc))
             return
         conn = self._tx
-        if (not self._queue and not self._rate and not self._throttled_until
+        if (not self._queue and self._bucket is None and not self._throttled_until
                 and conn is not None and conn.session.window_room > 0):
             # The common case, straight into the window.
             conn.session.submit(body, part, self._loop.time())

@@ -1,7 +1,9 @@
 """Token bucket: `rate` per second with room for a short burst.
 
 Used where running out is a reason to wait, never a failure: a link's
-messages/s and an account's messages/s. The burst is a quarter second of
+messages/s and an account's messages/s in the router, and a link's parts/s
+inside the stream and HTTP links (with a 100 ms burst there: what a carrier's
+per-second counter absorbs). The burst is a quarter second of
 sends because the dispatcher looks at a waiting route again after 0.25 s:
 a smaller bucket would cap the rate below what was configured.
 """
@@ -39,3 +41,16 @@ class TokenBucket:
         """Seconds until the next token."""
         self._fill(now)
         return max(0.0, (1.0 - self.tokens) / self.rate)
+
+    def available(self, now: float) -> int:
+        """Whole tokens there now (to `spend` several at once)."""
+        self._fill(now)
+        return int(self.tokens) if self.tokens >= 1.0 else 0
+
+    def spend(self, n: int) -> None:
+        """Use `n` tokens; a batch larger than what was there leaves a debt."""
+        self.tokens -= n
+
+    def reset(self, now: float) -> None:
+        """A full bucket (a new connection starts without debt)."""
+        self.tokens, self.stamp = self.burst, now

@@ -274,3 +274,15 @@ def test_link_messages_per_second_is_a_wait_not_a_failure() -> None:
     assert r.choose(route, 0, 1, NOW + 0.25) == Choice(0, "a")
     sent = sum(r.choose(route, 0, 1, NOW + 1 + i / 100) == Choice(0, "a") for i in range(1000))
     assert 38 <= sent <= 42  # 4/s over 10 s
+
+
+def test_bucket_spends_several_at_once_and_refills() -> None:
+    from omnigate.routing.ratelimit import TokenBucket
+
+    b = TokenBucket(10, burst=5)
+    assert b.available(NOW) == 5
+    b.spend(7)  # a batch larger than the bucket leaves a debt
+    assert b.available(NOW) == 0 and b.wait(NOW) == pytest.approx(0.3)
+    assert b.available(NOW + 0.31) == 1
+    b.reset(NOW + 0.31)
+    assert b.available(NOW + 0.31) == 5

@@ -47,6 +47,7 @@ from omnigate.carriers.base import Link, LinkConfig, LinkEvents, LinkState
 from omnigate.carriers.stream import LinkFailed, backoff_delay
 from omnigate.config import split_hostport
 from omnigate.model import FailureKind, Part
+from omnigate.routing.ratelimit import TokenBucket
 from omnigate.sms.coding import Coding, decode
 from omnigate.sms.segment import concat_udh
 
@@ -124,10 +125,8 @@ class HttpLink(Link):
         self._wake_time = 0.0
         self._failures = 0  # connection failures and timeouts in a row
         self._throttled_until = 0.0
-        self._rate = s.max_rate
-        self._burst = max(1.0, s.max_rate / 10)
-        self._tokens = self._burst
-        self._stamp = 0.0
+        self._bucket = TokenBucket(s.max_rate, burst=max(1.0, s.max_rate / 10)) \
+            if s.max_rate else None
         self._peer = ""
         self._netloc = ""
         self._attempts = 0
@@ -399,15 +398,13 @@ class HttpLink(Link):
             return
         window = self.settings.window
         while self._queue and len(self._active) < window:
-            if self._rate:
-                self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
-                self._stamp = now
-                if self._tokens < 1.0:
-                    self._wake_at(now + (1.0 - self._tokens) / self._rate)
-                    return
+            bucket = self._bucket
+            if bucket is not None and not bucket.ready(now):
+                self._wake_at(now + bucket.wait(now))
+                return
             groups = self._take()
-            if self._rate:
-                self._tokens -= sum(len(g) for g in groups)
+            if bucket is not None:
+                bucket.spend(sum(len(g) for g in groups))
             task = self._loop.create_task(self._send(groups))
             parts = [p for g in groups for p in g]
             self._active[task] = parts
@@ -510,7 +507,8 @@ class HttpLink(Link):
                 self._peer, self._netloc = f"{host}:{port}", _netloc(host, port)
                 failed_rounds = self._attempts = self._failures = 0
                 self._lost = self._loop.create_future()
-                self._tokens, self._stamp = self._burst, self._loop.time()
+                if self._bucket is not None:
+                    self._bucket.reset(self._loop.time())
                 self.set_state(LinkState.UP)
                 self.log.info("provider %s answers; sending to %s", self._peer,
                               self.settings.url)
